@@ -1,0 +1,84 @@
+"""Input checks shared by every public function: each raises a clear error that names the
+argument, what was wrong, and what to do. Nothing is silently fixed or dropped."""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Sequence
+
+import torch
+
+MODALITIES = ("text", "audio", "vision")
+
+
+def check_tensor(
+    x,
+    name: str,
+    *,
+    ndim: Optional[int] = None,
+    min_ndim: Optional[int] = None,
+    finite: bool = True,
+    floating: bool = True,
+) -> torch.Tensor:
+    """Check that ``x`` is a tensor with the expected rank, a floating dtype and finite values.
+
+    Returns ``x`` unchanged so calls can be chained. ``ndim`` asks for an exact rank, ``min_ndim``
+    for a minimum one.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; wrap arrays with torch.as_tensor")
+    if ndim is not None and x.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if min_ndim is not None and x.dim() < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; call .float() first")
+    if finite and x.is_floating_point():
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            n_nan = int(torch.isnan(x).sum())
+            n_inf = int(bad.sum()) - n_nan
+            raise ValueError(
+                f"{name} contains {n_nan} NaN and {n_inf} inf values (shape {tuple(x.shape)}); "
+                "clean the input first (MMSA's policy sets audio -inf to 0: see infoenh.data)"
+            )
+    return x
+
+
+def check_mask(mask, name: str, shape: Sequence[int]) -> torch.Tensor:
+    """Check a padding mask: bool (or 0/1) tensor of ``shape``, True where a step is real."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of booleans, got {type(mask).__name__}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} to match its sequence, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        if mask.is_floating_point() or mask.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
+            vals = torch.unique(mask)
+            if not bool(((vals == 0) | (vals == 1)).all()):
+                raise ValueError(f"{name} must hold only 0/1 or True/False, found values {vals.tolist()[:5]}")
+            mask = mask.bool()
+        else:
+            raise TypeError(f"{name} must be a bool tensor, got dtype {mask.dtype}")
+    return mask
+
+
+def check_modalities(names: Iterable[str], where: str, allowed: Sequence[str] = MODALITIES) -> None:
+    """Raise if any name is not a known modality."""
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise KeyError(f"{where}: unknown modality {unknown}; expected a subset of {list(allowed)}")
+
+
+def check_same_batch(tensors: Mapping[str, torch.Tensor], where: str) -> int:
+    """Check every tensor shares the leading (batch) size; return it."""
+    sizes = {k: int(v.shape[0]) for k, v in tensors.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"{where}: batch sizes differ across inputs {sizes}; every modality needs the same samples")
+    if not sizes:
+        raise ValueError(f"{where}: no inputs given")
+    return next(iter(sizes.values()))
+
+
+def check_positive_int(value, name: str) -> int:
+    """Check ``value`` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
