@@ -1,0 +1,161 @@
+"""Torch datasets over canonical split arrays, the batch collate function, and seeded loaders.
+
+An item (one clip) is a dict::
+
+    {"text": [L_t, d_t] f32, "audio": [L_a, d_a] f32, "vision": [L_v, d_v] f32,
+     "text_mask": [L_t] bool, "audio_mask": [L_a] bool, "vision_mask": [L_v] bool,
+     "label": 0-dim f32, "id": str, "index": int}
+
+:func:`collate` stacks items into ``"text"`` [B, L_t, d_t], ``"text_mask"`` [B, L_t], ...,
+``"label"`` [B], ``"index"`` [B] int64 and ``"id"`` a list of B strings.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .._validate import check_positive_int
+from .cleaning import CleaningReport
+from .formats import MODALITIES, SPLITS, SplitArrays
+
+_TENSOR_KEYS = tuple(MODALITIES) + tuple(f"{m}_mask" for m in MODALITIES)
+
+
+class MSADataset(Dataset):
+    """One split of a multimodal sentiment dataset (arrays held in memory as numpy).
+
+    Item tensors are views of the split's arrays (no copy); :func:`collate` copies them into the
+    batch, so modify batches freely but not single items.
+    """
+
+    def __init__(self, arrays: SplitArrays, split: str, synthetic: bool = False):
+        self.split = split
+        self.synthetic = synthetic
+        self.features = arrays.features      # modality -> float32 [N, L_m, d_m]
+        self.masks = arrays.masks            # modality -> bool [N, L_m]
+        self.labels = arrays.labels          # float32 [N]
+        self.ids = list(arrays.ids)          # N strings
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> Dict[str, Any]:
+        n = len(self)
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"{self.split} index must be an int, got {type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for split '{self.split}' with {n} samples")
+        i = int(i) % n
+        item: Dict[str, Any] = {}
+        for m in MODALITIES:
+            item[m] = torch.from_numpy(self.features[m][i])
+            item[f"{m}_mask"] = torch.from_numpy(self.masks[m][i])
+        item["label"] = torch.tensor(self.labels[i], dtype=torch.float32)
+        item["id"] = self.ids[i]
+        item["index"] = i
+        return item
+
+    @property
+    def dims(self) -> Dict[str, int]:
+        return {m: int(x.shape[2]) for m, x in self.features.items()}
+
+    @property
+    def seq_lens(self) -> Dict[str, int]:
+        return {m: int(x.shape[1]) for m, x in self.features.items()}
+
+    def __repr__(self) -> str:
+        tag = " SYNTHETIC" if self.synthetic else ""
+        shapes = ", ".join(f"{m} {tuple(x.shape[1:])}" for m, x in self.features.items())
+        return f"MSADataset({self.split}, n={len(self)}, {shapes}{tag})"
+
+
+class MSADatasetSplits(Mapping):
+    """The train/valid/test splits of one file: ``ds["train"]``, ``ds.dims``, ``ds.synthetic``, ``ds.report``.
+
+    ``meta`` holds what the loader learned: ``layout`` ("mmsa"/"mult"), ``aligned``, ``mask_rules``,
+    ``checksum`` status and ``sha256``, ``path``, and ``notes`` (raw shapes/dtypes, fixed empty masks,
+    clipped lengths, extra keys). ``synthetic_info`` is the generator's marker (None for real data).
+    """
+
+    def __init__(self, splits: Dict[str, MSADataset], report: CleaningReport,
+                 synthetic_info: Optional[Dict[str, Any]] = None, meta: Optional[Dict[str, Any]] = None):
+        self._splits = splits
+        self.report = report
+        self.synthetic_info = synthetic_info
+        self.meta = dict(meta or {})
+
+    def __getitem__(self, split: str) -> MSADataset:
+        if split not in self._splits:
+            raise KeyError(f"no split {split!r}; available: {list(self._splits)}")
+        return self._splits[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._splits)
+
+    def __len__(self) -> int:
+        return len(self._splits)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.synthetic_info is not None
+
+    @property
+    def dims(self) -> Dict[str, int]:
+        return self._splits[SPLITS[0]].dims
+
+    @property
+    def seq_lens(self) -> Dict[str, int]:
+        return self._splits[SPLITS[0]].seq_lens
+
+    @property
+    def aligned(self) -> bool:
+        return bool(self.meta.get("aligned", False))
+
+    def __repr__(self) -> str:
+        tag = "SYNTHETIC " if self.synthetic else ""
+        sizes = ", ".join(f"{s}={len(d)}" for s, d in self._splits.items())
+        return f"{tag}MSADatasetSplits({sizes}; dims={self.dims}; {self.meta.get('layout', '?')}, " \
+               f"{'aligned' if self.aligned else 'unaligned'})"
+
+
+def collate(items: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Stack dataset items into a batch (shapes in the module docstring)."""
+    if len(items) == 0:
+        raise ValueError("collate got an empty list of items")
+    need = set(_TENSOR_KEYS) | {"label", "id", "index"}
+    for j, it in enumerate(items):
+        missing = need - set(it)
+        if missing:
+            raise KeyError(f"collate: item {j} lacks keys {sorted(missing)}; items come from MSADataset")
+    batch: Dict[str, Any] = {}
+    for k in _TENSOR_KEYS:
+        shapes = {tuple(it[k].shape) for it in items}
+        if len(shapes) != 1:
+            raise ValueError(f"collate: '{k}' has different shapes across items {sorted(shapes)}; "
+                             "items must come from one dataset")
+        batch[k] = torch.stack([it[k] for it in items])
+    batch["label"] = torch.stack([torch.as_tensor(it["label"], dtype=torch.float32) for it in items])
+    batch["id"] = [it["id"] for it in items]
+    batch["index"] = torch.tensor([int(it["index"]) for it in items], dtype=torch.int64)
+    return batch
+
+
+def make_loaders(ds: Mapping[str, Dataset], batch_size: int = 32, seed: int = 1111, num_workers: int = 0,
+                 *, drop_last: bool = False) -> Dict[str, DataLoader]:
+    """One DataLoader per split; ``train`` is shuffled by a generator seeded with ``seed``.
+
+    The same ``seed`` gives the same batch order (epoch by epoch) on every run; valid/test keep
+    file order. ``drop_last`` applies to train only.
+    """
+    check_positive_int(batch_size, "batch_size")
+    loaders = {}
+    for split in ds:
+        is_train = split == "train"
+        gen = torch.Generator().manual_seed(int(seed)) if is_train else None
+        loaders[split] = DataLoader(ds[split], batch_size=batch_size, shuffle=is_train, generator=gen,
+                                    num_workers=num_workers, collate_fn=collate,
+                                    drop_last=drop_last and is_train)
+    return loaders

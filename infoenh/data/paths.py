@@ -1,0 +1,66 @@
+"""Where the datasets live, and what to tell a user who does not have them yet.
+
+The default place is ``$INFOENH_DATA`` if set, else ``~/data``, with MMSA's own tree below it::
+
+    ~/data/MOSI/Processed/unaligned_50.pkl     ~/data/MOSEI/Processed/unaligned_50.pkl
+    ~/data/MOSI/Processed/aligned_50.pkl       ~/data/MOSEI/Processed/aligned_50.pkl
+
+:func:`resolve` accepts a path, or one of the names ``mosi``, ``mosei``, ``mosi_aligned``,
+``mosei_aligned`` for those default places.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+MMSA_URL = "https://github.com/thuiar/MMSA"
+NAMES = {
+    "mosi": ("MOSI", "unaligned_50.pkl"),
+    "mosi_aligned": ("MOSI", "aligned_50.pkl"),
+    "mosei": ("MOSEI", "unaligned_50.pkl"),
+    "mosei_aligned": ("MOSEI", "aligned_50.pkl"),
+}
+
+
+def data_root() -> Path:
+    """``$INFOENH_DATA`` or ``~/data``."""
+    return Path(os.environ.get("INFOENH_DATA") or Path.home() / "data").expanduser()
+
+
+def default_path(dataset: str = "mosi", aligned: bool = False, root: Optional[PathLike] = None) -> Path:
+    """``<root>/<MOSI|MOSEI>/Processed/<aligned_50|unaligned_50>.pkl``."""
+    key = dataset.lower() + ("_aligned" if aligned else "")
+    if key not in NAMES:
+        raise ValueError(f"unknown dataset {dataset!r}; expected 'mosi' or 'mosei'")
+    folder, fname = NAMES[key]
+    base = data_root() if root is None else Path(root).expanduser()
+    return base / folder / "Processed" / fname
+
+
+def resolve(path_or_name: PathLike) -> Path:
+    """A dataset name (see module docstring) becomes its default path; a path is expanded."""
+    s = os.fspath(path_or_name)
+    if s.lower() in NAMES:
+        folder, fname = NAMES[s.lower()]
+        return default_path(folder, aligned=fname.startswith("aligned"))
+    return Path(s).expanduser()
+
+
+def missing_message(path: Path) -> str:
+    """The error text for a dataset file that is not there: where to get it and where to put it."""
+    name = path.name if path.suffix == ".pkl" else "unaligned_50.pkl"
+    folder = "MOSEI" if "mosei" in path.as_posix().lower() else "MOSI"
+    return (
+        f"No dataset file at '{path}'.\n"
+        f"The processed CMU-MOSI / CMU-MOSEI pickles are distributed by the MMSA project: open "
+        f"{MMSA_URL} and follow the dataset links in its README (Google Drive or Baidu Netdisk), which "
+        f"also list each file's SHA-256. The data are CMU's, for research use; they are not shipped here.\n"
+        f"Put the file at {data_root() / folder / 'Processed' / name} (the default place; set "
+        f"INFOENH_DATA to use another root) or pass its path to load_mmsa. To fetch a file by its Google "
+        f"Drive id or URL: infoenh.data.download.download(ID_OR_URL, DEST, sha256=PUBLISHED_SUM) "
+        f"(needs `pip install infoenh[download]` for Drive ids).\n"
+        f"To try the code without the data, make a SYNTHETIC testbed: infoenh data synth --out testbed.pkl"
+    )
