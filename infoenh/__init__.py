@@ -11,3 +11,5 @@ Submodules (one job each):
 """
 
 __version__ = "0.1.0"
+
+from .module import InfoEnh, InfoEnhOutput  # noqa: E402

@@ -1,0 +1,139 @@
+"""Feature information bottleneck (FIB), paper section 4.1, eqs. 1-3.
+
+For one modality:
+
+    x [B, L, d_in] --Linear--> h [B, L, d] --top-k pool--> e [B, k, d]
+    g = sigmoid(W e + b)            gate, in [0, 1]^{k x d}          (eq. 1)
+    m_h = 1[g > threshold]          hard mask (threshold 0.5)
+    m = m_h * g                     soft mask                        (eq. 2)
+    z = e * m                       filtered embedding               (eq. 3)
+
+The hard mask is a step function, so the gate parameters W, b get a gradient only through the
+entries where m_h = 1 (there dz/dg = e); a feature switched off receives none.
+
+Top-k pooling is not specified by the paper. Default (``score="learned"``), as gPool of Gao & Ji
+(2019): a learned score s_t = w^T h_t per time step, keep the k best real steps, and scale each
+kept row by sigmoid(s_t) so that w is trained by the task loss. ``score="norm"`` ranks steps by
+the L2 norm of h_t and applies no scaling (no parameters).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ._validate import check_mask, check_positive_int, check_tensor
+
+SCORES = ("learned", "norm")
+
+
+class FIBOutput(NamedTuple):
+    """What :class:`FIB` returns. Shapes for a batch of B sequences pooled to k steps of width d."""
+
+    e: Tensor          # [B, k, d]  pooled embedding before the mask (padded rows are 0)
+    z: Tensor          # [B, k, d]  filtered embedding e * m_h * g (padded rows are 0)
+    mask: Tensor       # [B, k]     bool, True where the row holds a real time step
+    gate: Tensor       # [B, k, d]  g = sigmoid(W e + b) (all ones when the gate is off)
+    hard: Tensor       # [B, k, d]  m_h = 1[g > threshold] as floats, 0 on pad rows (gate off: 1 on real rows)
+    kept_frac: Tensor  # 0-dim      fraction of (real row, feature) entries with m_h = 1
+    idx: Tensor        # [B, k]     int64 time index of each kept row in the input, -1 for a pad row
+
+
+class TopKPool(nn.Module):
+    """Keep the k highest-scoring real time steps of each sequence, in time order.
+
+    Padded steps never win. When a sequence has fewer than k real steps the remaining output rows
+    are zero and masked out; real rows always come first (``e_mask`` is right-padded).
+
+    Args:
+        d: width of the incoming steps.
+        k: number of steps to keep (>= 1).
+        score: ``"learned"`` (s = w^T h, kept rows scaled by sigmoid(s)) or ``"norm"`` (||h||_2).
+    """
+
+    def __init__(self, d: int, k: int, score: str = "learned"):
+        super().__init__()
+        self.d = check_positive_int(d, "d")
+        self.k = check_positive_int(k, "k")
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        self.score = score
+        self.w = nn.Linear(d, 1, bias=False) if score == "learned" else None
+
+    def forward(self, h: Tensor, mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """h [B, L, d], mask [B, L] bool or None -> e [B, k, d], e_mask [B, k] bool, idx [B, k] int64."""
+        check_tensor(h, "h", ndim=3)
+        B, L, d = h.shape
+        if d != self.d:
+            raise ValueError(f"h has width {d} but this TopKPool was built for d={self.d}")
+        if mask is None:
+            mask = torch.ones(B, L, dtype=torch.bool, device=h.device)
+        else:
+            mask = check_mask(mask, "mask", (B, L)).to(h.device)
+
+        s = self.w(h).squeeze(-1) if self.w is not None else h.norm(dim=-1)      # [B, L]
+        n = min(self.k, L)
+        top = s.detach().masked_fill(~mask, float("-inf")).topk(n, dim=1).indices  # [B, n]
+        real = mask.gather(1, top)                                               # [B, n]
+        # time order, real steps first: pads sort after every real index
+        order = (top + L * (~real).long()).argsort(dim=1)
+        top, real = top.gather(1, order), real.gather(1, order)
+
+        e = h.gather(1, top.unsqueeze(-1).expand(B, n, d))                       # [B, n, d]
+        if self.w is not None:
+            e = e * torch.sigmoid(s.gather(1, top)).unsqueeze(-1)                # gPool scaling
+        e = e * real.unsqueeze(-1).to(e.dtype)
+        idx = top.masked_fill(~real, -1)
+        if n < self.k:                                                           # pad up to k rows
+            pad = self.k - n
+            e = torch.cat([e, e.new_zeros(B, pad, d)], dim=1)
+            real = torch.cat([real, real.new_zeros(B, pad)], dim=1)
+            idx = torch.cat([idx, idx.new_full((B, pad), -1)], dim=1)
+        return e, real, idx
+
+
+class FIB(nn.Module):
+    """Feature information bottleneck for one modality: projection, top-k pooling, gated mask.
+
+    Args:
+        in_dim: width d_in of the modality's encoder output.
+        d: common width after the projection.
+        k: number of time steps kept by top-k pooling.
+        score: top-k scorer, ``"learned"`` (default) or ``"norm"``; see :class:`TopKPool`.
+        threshold: the hard mask keeps a feature where g > threshold (paper: 0.5).
+        gate: False turns the mask off, z = e (the paper's "w/o FIB": top-k embeddings only).
+    """
+
+    def __init__(self, in_dim: int, d: int, k: int, score: str = "learned", threshold: float = 0.5,
+                 gate: bool = True):
+        super().__init__()
+        self.in_dim = check_positive_int(in_dim, "in_dim")
+        check_positive_int(d, "d")
+        if not 0.0 <= float(threshold) < 1.0:
+            raise ValueError(f"threshold must lie in [0, 1) (the gate is a sigmoid), got {threshold}")
+        self.threshold = float(threshold)
+        self.proj = nn.Linear(in_dim, d)
+        self.pool = TopKPool(d, k, score)
+        self.gate = nn.Linear(d, d) if gate else None
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> FIBOutput:
+        """x [B, L, d_in], mask [B, L] bool (True = real step) or None -> :class:`FIBOutput`."""
+        check_tensor(x, "x", ndim=3)
+        if x.shape[-1] != self.in_dim:
+            raise ValueError(f"x has width {x.shape[-1]} but this FIB was built for in_dim={self.in_dim}")
+        if x.shape[1] < 1:
+            raise ValueError(f"x has no time steps (shape {tuple(x.shape)})")
+        e, e_mask, idx = self.pool(self.proj(x), mask)                # [B, k, d], [B, k], [B, k]
+        row = e_mask.unsqueeze(-1).to(e.dtype)                         # [B, k, 1]
+        if self.gate is None:
+            g = torch.ones_like(e)
+            hard = row.expand_as(e).clone()
+            z = e
+        else:
+            g = torch.sigmoid(self.gate(e))                            # eq. 1
+            hard = (g > self.threshold).to(e.dtype) * row              # m_h (no gradient), 0 on pad rows
+            z = e * (hard * g)                                         # eqs. 2-3, pad rows stay 0
+        kept_frac = hard.sum().detach() / (row.sum() * e.shape[-1]).clamp(min=1.0)
+        return FIBOutput(e=e, z=z, mask=e_mask, gate=g, hard=hard, kept_frac=kept_frac, idx=idx)

@@ -1,0 +1,131 @@
+"""Sentiment-aware InfoNCE between the unfiltered embedding e and the filtered one z
+(paper section 4.1, eqs. 4-5), the mutual-information term of the FIB loss.
+
+As this project reads eq. 5 (with the typo fixed: eq. 4 already applies exp(), eq. 5 applies it
+again; here exp() is applied once), for anchor i with pooled vectors e_i, z_i:
+
+    s(a, b) = cos(a, b) / tau
+    loss_i  = -log  exp(s(e_i, z_i)) / ( exp(s(e_i, z_i)) + sum_{j in N(i)} exp(s(e_j, z_i)) )
+
+N(i) are the in-batch samples whose sentiment differs from sample i (eq. 5 pairs the negatives
+e_j^- with the anchor z^i). The positive stays in the denominator (standard InfoNCE of van den
+Oord et al. 2018), so loss_i >= 0. An anchor with no negative in its batch contributes 0 and is
+counted in ``n_no_negative``; the batch loss is the mean over the anchors that have negatives
+(0 when none has).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._validate import check_mask, check_tensor
+
+NEGATIVES = ("sign", "acc7", "all")
+POOLS = ("mean", "flatten")
+
+
+class InfoNCEResult(NamedTuple):
+    loss: Tensor        # 0-dim, mean of loss_i over anchors with at least one negative
+    n_no_negative: int  # anchors whose batch held no negative (they contribute 0)
+    n_anchors: int      # all anchors, B
+
+
+def sentiment_class(labels: Tensor, mode: str) -> Tensor:
+    """Sentiment class of each regression label, [B] -> [B] int64.
+
+    ``"sign"``: three classes, negative (-1), neutral (0, exactly 0.0) and positive (+1); a neutral
+    sample is thus a negative for both positive and negative anchors. ``"acc7"``: the Acc-7 class
+    round(clip(y, -3, 3)) in {-3, ..., 3}, rounding half to even like numpy (as MMSA's metrics do).
+    """
+    if mode == "sign":
+        return torch.sign(labels).long()
+    if mode == "acc7":
+        return torch.round(labels.clamp(-3.0, 3.0)).long()   # torch.round is half-to-even
+    raise ValueError(f"no sentiment classes for mode {mode!r}; use 'sign' or 'acc7'")
+
+
+def negative_mask(labels: Optional[Tensor], mode: str = "sign", batch_size: Optional[int] = None) -> Tensor:
+    """Which in-batch samples are negatives for each anchor.
+
+    Args:
+        labels: [B] regression labels (sentiment in [-3, 3]); may be None only for ``mode="all"``,
+            then ``batch_size`` gives B.
+        mode: ``"sign"`` (different class among negative / neutral / positive), ``"acc7"``
+            (different Acc-7 class), ``"all"`` (every other sample).
+
+    Returns:
+        [B, B] bool, entry (i, j) True when sample j is a negative for anchor i; the diagonal is False.
+    """
+    if mode not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {NEGATIVES}, got {mode!r}")
+    if labels is None:
+        if mode != "all":
+            raise ValueError(f"negatives={mode!r} needs sentiment labels; pass labels [B] or use negatives='all'")
+        if batch_size is None:
+            raise ValueError("negative_mask(None, 'all') needs batch_size")
+        return ~torch.eye(batch_size, dtype=torch.bool)
+    check_tensor(labels, "labels", ndim=1)
+    B = labels.shape[0]
+    if mode == "all":
+        return ~torch.eye(B, dtype=torch.bool, device=labels.device)
+    c = sentiment_class(labels, mode)
+    return c.unsqueeze(1) != c.unsqueeze(0)
+
+
+def _pool(x: Tensor, mask: Tensor, pool: str) -> Tensor:
+    """[B, k, d] with row mask [B, k] -> [B, d] (masked mean) or [B, k*d] (flatten, pads zeroed)."""
+    w = mask.unsqueeze(-1).to(x.dtype)
+    if pool == "mean":
+        return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+    return (x * w).flatten(1)
+
+
+def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Optional[Tensor] = None,
+                      tau: float = 0.1, negatives: str = "sign", pool: str = "mean") -> InfoNCEResult:
+    """InfoNCE between e and z with sentiment-aware in-batch negatives.
+
+    Args:
+        e: [B, k, d] embedding before the mask (FIB's ``e``).
+        z: [B, k, d] filtered embedding (FIB's ``z``).
+        labels: [B] regression labels; None is allowed only with ``negatives="all"``.
+        mask: [B, k] bool, True for real rows; None means all rows are real.
+        tau: temperature (> 0).
+        negatives: ``"sign"``, ``"acc7"`` or ``"all"``, see :func:`negative_mask`.
+        pool: ``"mean"`` (masked mean over real rows) or ``"flatten"`` (concatenate the k rows).
+
+    Returns:
+        :class:`InfoNCEResult`, computed in float32 (float64 for float64 inputs) even under
+        autocast. A sample with no real row pools to the zero vector, whose cosine
+        with anything is 0; it still takes part as anchor and as negative.
+    """
+    check_tensor(e, "e", ndim=3)
+    check_tensor(z, "z", ndim=3)
+    if e.shape != z.shape:
+        raise ValueError(f"e and z must have the same shape, got {tuple(e.shape)} and {tuple(z.shape)}")
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    if not float(tau) > 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    B, k, _ = e.shape
+    mask = torch.ones(B, k, dtype=torch.bool) if mask is None else check_mask(mask, "mask", (B, k))
+    mask = mask.to(e.device)
+    if labels is not None:
+        check_tensor(labels, "labels", ndim=1)
+    if labels is not None and labels.shape != (B,):
+        raise ValueError(f"labels must have shape ({B},) to match e, got {tuple(labels.shape)}; use labels.view(-1)")
+    neg = negative_mask(labels, negatives, batch_size=B).to(e.device)          # [B, B], (i, j)
+
+    work = torch.promote_types(e.dtype, torch.float32)          # float32 or wider, outside autocast
+    with torch.autocast(device_type=e.device.type, enabled=False):
+        pe = F.normalize(_pool(e.to(work), mask, pool), dim=-1, eps=1e-8)
+        pz = F.normalize(_pool(z.to(work), mask, pool), dim=-1, eps=1e-8)
+        logits = pz @ pe.T / tau                                                # [i, j] = s(e_j, z_i)
+    keep = neg | torch.eye(B, dtype=torch.bool, device=e.device)
+    per_anchor = torch.logsumexp(logits.masked_fill(~keep, float("-inf")), dim=1) - logits.diagonal()
+    has_neg = neg.any(dim=1)
+    n_with = int(has_neg.sum())
+    loss = (per_anchor * has_neg.to(per_anchor.dtype)).sum() / max(n_with, 1)
+    return InfoNCEResult(loss=loss, n_no_negative=B - n_with, n_anchors=B)

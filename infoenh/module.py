@@ -1,0 +1,122 @@
+"""InfoEnh, the plug-in module: FIB per modality, then FIA across modalities.
+
+    seqs[m] [B, L_m, d_m] --FIB_m--> e_m, z_m [B, k, d]        (projection, top-k, gate)
+    aux_loss = alpha * sum_m InfoNCE(e_m, z_m)                  (eq. 6, needs labels)
+    {z_m} --FIA--> E'_m [B, k, M*d]                             (eqs. 12-13)
+
+The host baseline feeds its encoders' whole hidden sequences in, adds ``aux_loss`` to its task
+loss and fuses the returned sequences with its own fusion and head.
+
+Switches for the ablations: ``use_fib=False`` turns the gate off (z = e, the top-k embeddings);
+the paper's "w/o FIB" also drops its loss, i.e. ``use_fib=False, use_infonce=False``.
+``use_fia=False`` returns the filtered z_m (width d). A module built with a subset of modalities
+(e.g. text and vision) is the missing-modality ablation.
+"""
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ._validate import MODALITIES, check_mask, check_modalities, check_positive_int, check_same_batch, check_tensor
+from .fia import FIA_MODES, fia
+from .fib import FIB
+from .infonce import NEGATIVES, sentiment_infonce
+
+
+class InfoEnhOutput(NamedTuple):
+    seqs: Dict[str, Tensor]         # modality -> [B, k, out_dim]
+    masks: Dict[str, Tensor]        # modality -> [B, k] bool, True for real rows
+    aux_loss: Tensor                # 0-dim, alpha * sum of InfoNCE terms (0 when off or no labels)
+    diagnostics: Dict[str, float]   # kept_frac_<m>, infonce_<m>, no_negative, ot_iters_mean, ot_converged_frac
+
+
+class InfoEnh(nn.Module):
+    """FIB then FIA for any non-empty subset of text / audio / vision.
+
+    Args:
+        in_dims: modality -> encoder width d_m, e.g. {"text": 768, "audio": 5, "vision": 20}.
+        d: common width after FIB's projection.  k: time steps kept by top-k pooling.
+        use_fib: gate on (True) or off (z = e).  use_infonce: add the InfoNCE term.
+        use_fia: align with OT (output width M*d) or not (width d).
+        alpha: weight of the InfoNCE sum (paper: 0.5).  tau, negatives: see :func:`sentiment_infonce`.
+        score: top-k scorer, "learned" or "norm".  reg, fia_mode, detach_plan: see :func:`fia`.
+        ot_iters: Sinkhorn iteration cap.
+    """
+
+    def __init__(self, in_dims: Dict[str, int], d: int = 128, k: int = 16, *, use_fib: bool = True,
+                 use_infonce: bool = True, use_fia: bool = True, alpha: float = 0.5, tau: float = 0.1,
+                 negatives: str = "sign", score: str = "learned", reg: float = 0.1, fia_mode: str = "token",
+                 ot_iters: int = 50, detach_plan: bool = False):
+        super().__init__()
+        if not isinstance(in_dims, dict) or not in_dims:
+            raise ValueError("in_dims must be a non-empty dict modality -> input width, e.g. {'text': 768}")
+        check_modalities(in_dims, "InfoEnh in_dims")
+        self.modalities = tuple(m for m in MODALITIES if m in in_dims)
+        if use_fia and len(self.modalities) < 2:
+            raise ValueError(f"FIA needs at least two modalities, got {list(self.modalities)}; pass use_fia=False")
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+        if fia_mode not in FIA_MODES:
+            raise ValueError(f"fia_mode must be one of {FIA_MODES}, got {fia_mode!r}")
+        if not float(tau) > 0 or not float(reg) > 0:
+            raise ValueError(f"tau and reg must be > 0, got tau={tau}, reg={reg}")
+        self.in_dims = {m: check_positive_int(in_dims[m], f"in_dims[{m!r}]") for m in self.modalities}
+        self.d, self.k = check_positive_int(d, "d"), check_positive_int(k, "k")
+        self.use_fib, self.use_infonce, self.use_fia = use_fib, use_infonce, use_fia
+        self.alpha, self.tau, self.negatives = float(alpha), float(tau), negatives
+        self.reg, self.fia_mode, self.detach_plan = float(reg), fia_mode, detach_plan
+        self.ot_iters = check_positive_int(ot_iters, "ot_iters")
+        self.fib = nn.ModuleDict({m: FIB(self.in_dims[m], d, k, score=score, gate=use_fib) for m in self.modalities})
+        self.out_dim = d * len(self.modalities) if use_fia else d
+
+    def _check(self, seqs, masks, labels):
+        if not isinstance(seqs, dict):
+            raise TypeError("seqs must be a dict modality -> tensor [B, L_m, d_m]")
+        for name, given in (("seqs", seqs), ("masks", masks)):
+            if given is None:
+                continue
+            missing = [m for m in self.modalities if m not in given]
+            extra = [m for m in given if m not in self.modalities]
+            if missing or extra:
+                raise KeyError(f"{name} must have exactly the keys {list(self.modalities)} this InfoEnh was built "
+                               f"with; missing {missing}, unexpected {extra}")
+        for m in self.modalities:
+            check_tensor(seqs[m], f"seqs[{m!r}]", ndim=3)
+            if seqs[m].shape[-1] != self.in_dims[m]:
+                raise ValueError(f"seqs[{m!r}] has width {seqs[m].shape[-1]}, but in_dims[{m!r}] = {self.in_dims[m]}")
+        B = check_same_batch({m: seqs[m] for m in self.modalities}, "InfoEnh")
+        if masks is not None:
+            masks = {m: check_mask(masks[m], f"masks[{m!r}]", seqs[m].shape[:2]) for m in self.modalities}
+        if labels is not None:
+            check_tensor(labels, "labels", ndim=1)
+            if labels.shape[0] != B:
+                raise ValueError(f"labels has {labels.shape[0]} entries but the batch has {B} samples")
+        return masks
+
+    def forward(self, seqs: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None,
+                labels: Optional[Tensor] = None) -> InfoEnhOutput:
+        """seqs: modality -> [B, L_m, d_m]; masks: modality -> [B, L_m] bool or None; labels: [B] or None."""
+        masks = self._check(seqs, masks, labels)
+        diag: Dict[str, float] = {}
+        out = {m: self.fib[m](seqs[m], None if masks is None else masks[m]) for m in self.modalities}
+        aux = seqs[self.modalities[0]].new_zeros(())
+        for m, o in out.items():
+            diag[f"kept_frac_{m}"] = float(o.kept_frac)
+            if self.use_infonce and labels is not None:
+                r = sentiment_infonce(o.e, o.z, labels, o.mask, tau=self.tau, negatives=self.negatives)
+                aux = aux + r.loss
+                diag[f"infonce_{m}"] = float(r.loss.detach())
+                diag["no_negative"] = float(r.n_no_negative)   # the same for every modality: it depends on labels only
+        aux = self.alpha * aux
+        z = {m: o.z for m, o in out.items()}
+        row_masks = {m: o.mask for m, o in out.items()}
+        if self.use_fia:
+            f = fia(z, row_masks, reg=self.reg, mode=self.fia_mode, max_iter=self.ot_iters,
+                    detach_plan=self.detach_plan)
+            z = f.enhanced
+            diag["ot_iters_mean"] = float(f.n_iter.float().mean())
+            diag["ot_converged_frac"] = float(f.converged.float().mean())
+        return InfoEnhOutput(seqs=z, masks=row_masks, aux_loss=aux, diagnostics=diag)

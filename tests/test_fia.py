@@ -1,0 +1,183 @@
+"""Tests for infoenh.fia: shapes, the barycentric map, marginals, masks, gradients, one batched call."""
+from __future__ import annotations
+
+import numpy as np
+import ot as pot
+import pytest
+import torch
+
+import infoenh.fia as fia_mod
+from infoenh.fia import FIAOutput, fia
+
+NAMES = ("text", "audio", "vision")
+
+
+def _feats(B=2, k=5, d=4, names=NAMES, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.randn(B, k, d, generator=g, dtype=dtype) for m in names}
+
+
+def test_token_shapes_pairs_and_concat_order():
+    f = _feats()
+    out = fia(f)
+    assert isinstance(out, FIAOutput)
+    assert out.pairs == [("text", "audio"), ("text", "vision"), ("audio", "text"),
+                         ("audio", "vision"), ("vision", "text"), ("vision", "audio")]
+    assert out.plans.shape == (2, 6, 5, 5)
+    assert out.n_iter.shape == (2, 6) and out.converged.shape == (2, 6) and out.converged.dtype == torch.bool
+    for m in NAMES:
+        assert out.enhanced[m].shape == (2, 5, 12)
+        assert torch.equal(out.enhanced[m][..., :4], f[m])
+    # E_{text->audio} = k * P E_audio, E_{vision->audio} in the last slot of vision
+    p = out.pairs.index(("text", "audio"))
+    assert torch.allclose(out.enhanced["text"][..., 4:8], 5 * out.plans[:, p] @ f["audio"])
+    p = out.pairs.index(("vision", "audio"))
+    assert torch.allclose(out.enhanced["vision"][..., 8:], 5 * out.plans[:, p] @ f["audio"])
+
+
+def test_plans_have_uniform_marginals():
+    out = fia(_feats(), reg=0.1, max_iter=500, tol=1e-10)
+    assert bool(out.converged.all())
+    torch.testing.assert_close(out.plans.sum(-1), torch.full((2, 6, 5), 0.2, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.plans.sum(-2), torch.full((2, 6, 5), 0.2, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_identical_modalities_map_onto_themselves():
+    x = _feats(B=3, k=6, d=8, names=("text",), seed=1)["text"]
+    out = fia({"text": x, "audio": x.clone(), "vision": x.clone()}, reg=0.01, max_iter=1000, tol=1e-9)
+    for m in NAMES:
+        e = out.enhanced[m]
+        torch.testing.assert_close(e[..., 8:16], x, atol=1e-3, rtol=0)
+        torch.testing.assert_close(e[..., 16:], x, atol=1e-3, rtol=0)
+
+
+def test_feature_mode_shapes_and_identity():
+    x = _feats(B=2, k=6, d=4, names=("text",), seed=2)["text"]
+    out = fia({"text": x, "vision": x.clone()}, reg=0.01, mode="feature", max_iter=1000, tol=1e-9)
+    assert out.plans.shape == (2, 2, 4, 4)
+    assert out.enhanced["text"].shape == (2, 6, 8)
+    torch.testing.assert_close(out.enhanced["text"][..., 4:], x, atol=1e-3, rtol=0)
+    # the literal formula, scaled by d
+    f = _feats(B=2, k=6, d=4)
+    out = fia(f, mode="feature")
+    p = out.pairs.index(("audio", "vision"))
+    assert out.plans.shape == (2, 6, 4, 4)
+    assert torch.allclose(out.enhanced["audio"][..., 8:], 4 * f["audio"] @ out.plans[:, p].transpose(-1, -2))
+
+
+def test_two_modalities():
+    out = fia(_feats(names=("text", "vision")))
+    assert out.pairs == [("text", "vision"), ("vision", "text")]
+    assert out.plans.shape == (2, 2, 5, 5)
+    assert set(out.enhanced) == {"text", "vision"} and out.enhanced["vision"].shape == (2, 5, 8)
+
+
+def test_masks_zero_mass_on_padded_rows_and_match_pot():
+    f = _feats(B=2, k=5, d=4)
+    masks = {m: torch.ones(2, 5, dtype=torch.bool) for m in NAMES}
+    masks["text"][0, 3:] = False          # 3 real rows
+    masks["audio"][0, 2:] = False         # 2 real rows
+    out = fia(f, masks, reg=0.2, max_iter=2000, tol=1e-12)
+    p = out.pairs.index(("text", "audio"))
+    plan = out.plans[0, p]
+    assert float(plan[3:].abs().sum()) < 1e-12 and float(plan[:, 2:].abs().sum()) < 1e-12
+    # the real block is POT's Sinkhorn on the real rows with uniform marginals
+    unit = torch.nn.functional.normalize
+    cost = 1 - unit(f["text"][0, :3], dim=-1) @ unit(f["audio"][0, :2], dim=-1).T
+    ref = pot.sinkhorn(np.full(3, 1 / 3), np.full(2, 1 / 2), cost.numpy(), 0.2, stopThr=1e-12, numItermax=5000)
+    np.testing.assert_allclose(plan[:3, :2].numpy(), ref, atol=1e-7)
+    # padded rows of the output are zero, and the content of padded rows changes nothing
+    assert bool((out.enhanced["text"][0, 3:] == 0).all())
+    g = {m: v.clone() for m, v in f.items()}
+    g["text"][0, 3:] = 50.0
+    g["audio"][0, 2:] = -9.0
+    out2 = fia(g, masks, reg=0.2, max_iter=2000, tol=1e-12)
+    for m in NAMES:
+        torch.testing.assert_close(out2.enhanced[m], out.enhanced[m])
+
+
+@pytest.mark.parametrize("mode", ["token", "feature"])
+def test_all_padding_sample_is_finite(mode):
+    f = {m: v.float().requires_grad_() for m, v in _feats().items()}
+    masks = {m: torch.ones(2, 5, dtype=torch.bool) for m in NAMES}
+    masks["audio"][1] = False
+    out = fia(f, masks, mode=mode)
+    for m in NAMES:
+        assert torch.isfinite(out.enhanced[m]).all()
+    assert bool((out.enhanced["audio"][1] == 0).all())
+    sum(v.sum() for v in out.enhanced.values()).backward()
+    assert all(torch.isfinite(v.grad).all() for v in f.values())
+
+
+@pytest.mark.parametrize("mode", ["token", "feature"])
+def test_detach_plan_stops_gradient_through_the_plan(mode):
+    def grad_of_source(detach):
+        f = {m: v.float().requires_grad_() for m, v in _feats().items()}
+        out = fia(f, mode=mode, detach_plan=detach)
+        # token: the moved part of audio depends on audio only through the plan;
+        # feature: the moved part of audio depends on text/vision only through the plan
+        out.enhanced["audio"][..., 4:].square().sum().backward()
+        return f["audio"].grad if mode == "token" else f["text"].grad
+
+    attached, detached = grad_of_source(False), grad_of_source(True)
+    assert attached is not None and float(attached.abs().sum()) > 0
+    assert detached is None or float(detached.abs().sum()) == 0.0
+
+
+def test_all_pairs_in_one_batched_call(monkeypatch):
+    calls = []
+    real = fia_mod.sinkhorn
+
+    def counting(cost, *args, **kwargs):
+        calls.append(tuple(cost.shape))
+        return real(cost, *args, **kwargs)
+
+    monkeypatch.setattr(fia_mod, "sinkhorn", counting)
+    fia(_feats(B=3, k=4, d=6))
+    assert calls == [(3, 6, 4, 4)]
+    calls.clear()
+    fia(_feats(B=3, k=4, d=6), mode="feature")
+    assert calls == [(3, 6, 6, 6)]
+
+
+def test_passes_solver_settings(monkeypatch):
+    seen = {}
+    real = fia_mod.sinkhorn
+
+    def spy(cost, reg, a=None, b=None, **kwargs):
+        seen.update(reg=reg, **kwargs)
+        return real(cost, reg, a, b, **kwargs)
+
+    monkeypatch.setattr(fia_mod, "sinkhorn", spy)
+    fia(_feats(), reg=0.3, max_iter=7, tol=1e-4)
+    assert seen["reg"] == 0.3 and seen["max_iter"] == 7 and seen["tol"] == 1e-4
+
+
+@pytest.mark.parametrize(
+    "make, err, match",
+    [
+        (lambda: fia(_feats(names=("text",))), ValueError, "at least two"),
+        (lambda: fia({"txt": torch.randn(2, 3, 4), "audio": torch.randn(2, 3, 4)}), KeyError, "unknown modality"),
+        (lambda: fia({"text": torch.randn(2, 3, 4), "audio": torch.randn(2, 3, 5)}), ValueError, "same k and d"),
+        (lambda: fia({"text": torch.randn(2, 3, 4), "audio": torch.randn(3, 3, 4)}), ValueError, "batch sizes"),
+        (lambda: fia({"text": torch.randn(2, 3), "audio": torch.randn(2, 3)}), ValueError, "3 dimensions"),
+        (lambda: fia({"text": torch.full((2, 3, 4), float("nan")), "audio": torch.randn(2, 3, 4)}), ValueError, "NaN"),
+        (lambda: fia(_feats(), mode="space"), ValueError, "mode"),
+        (lambda: fia(_feats(), reg=0.0), ValueError, "reg"),
+        (lambda: fia(_feats(), {"text": torch.ones(2, 5, dtype=torch.bool)}), KeyError, "same modalities"),
+        (lambda: fia(_feats(), {m: torch.ones(2, 4, dtype=torch.bool) for m in NAMES}), ValueError, "shape"),
+        (lambda: fia({}), TypeError, "non-empty"),
+    ],
+)
+def test_bad_inputs(make, err, match):
+    with pytest.raises(err, match=match):
+        make()
+
+
+def test_low_precision_inputs_are_solved_in_float32():
+    f = {m: v.to(torch.bfloat16) for m, v in _feats().items()}
+    out = fia(f)
+    assert out.plans.dtype == torch.float32 and out.enhanced["text"].dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fia({m: v.float() for m, v in _feats().items()})
+    assert out.plans.dtype == torch.float32 and torch.isfinite(out.enhanced["audio"]).all()

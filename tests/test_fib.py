@@ -1,0 +1,203 @@
+"""Tests for infoenh.fib: top-k pooling with padding masks, the gate / hard mask, gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infoenh.fib import FIB, FIBOutput, TopKPool
+
+
+def _fib(in_dim=5, d=8, k=4, **kw):
+    torch.manual_seed(0)
+    return FIB(in_dim, d, k, **kw)
+
+
+def test_shapes_and_types():
+    fib = _fib()
+    x = torch.randn(3, 10, 5)
+    out = fib(x)
+    assert isinstance(out, FIBOutput)
+    for t in (out.e, out.z, out.gate, out.hard):
+        assert t.shape == (3, 4, 8)
+    assert out.mask.shape == (3, 4) and out.mask.dtype == torch.bool and bool(out.mask.all())
+    assert out.idx.shape == (3, 4) and out.idx.dtype == torch.int64
+    assert out.kept_frac.dim() == 0
+
+
+def test_norm_scorer_keeps_largest_norm_steps_in_time_order():
+    pool = TopKPool(2, 3, score="norm")
+    h = torch.tensor([[[0.1, 0], [5, 0], [0.2, 0], [0, 3], [0, 0.3], [4, 4]]])   # norms .1 5 .2 3 .3 5.66
+    e, m, idx = pool(h)
+    assert idx.tolist() == [[1, 3, 5]]
+    assert torch.equal(e, h[:, [1, 3, 5]])          # "norm" applies no scaling
+    assert m.all()
+
+
+def test_padded_steps_never_win():
+    pool = TopKPool(2, 2, score="norm")
+    h = torch.tensor([[[100.0, 0], [1, 0], [2, 0], [100, 100]]])
+    mask = torch.tensor([[False, True, True, False]])
+    e, m, idx = pool(h, mask)
+    assert idx.tolist() == [[1, 2]]
+    assert torch.equal(e, h[:, [1, 2]])
+
+
+def test_fewer_real_steps_than_k_pads_and_masks():
+    pool = TopKPool(2, 4, score="norm")
+    h = torch.tensor([[[9.0, 9], [1, 0], [7, 7], [2, 0], [8, 8]]])
+    mask = torch.tensor([[False, True, False, True, False]])          # 2 real steps, k = 4
+    e, m, idx = pool(h, mask)
+    assert m.tolist() == [[True, True, False, False]]                 # real rows first
+    assert idx.tolist() == [[1, 3, -1, -1]]
+    assert torch.equal(e[0, :2], h[0, [1, 3]]) and bool((e[0, 2:] == 0).all())
+
+
+def test_sequence_shorter_than_k():
+    fib = _fib(k=6)
+    x = torch.randn(2, 3, 5)
+    out = fib(x, torch.tensor([[True, True, True], [True, True, False]]))
+    assert out.e.shape == (2, 6, 8)
+    assert out.mask.tolist() == [[True] * 3 + [False] * 3, [True] * 2 + [False] * 4]
+    assert out.idx[0].tolist() == [0, 1, 2, -1, -1, -1]
+    assert out.idx[1].tolist() == [0, 1, -1, -1, -1, -1]
+    assert bool((out.e[~out.mask] == 0).all()) and bool((out.z[~out.mask] == 0).all())
+    assert bool((out.hard[~out.mask] == 0).all())
+    no_gate = _fib(k=6, gate=False)(x, torch.tensor([[True, True, True], [True, True, False]]))
+    assert no_gate.hard.sum(-1).tolist() == [[8.0] * 3 + [0.0] * 3, [8.0] * 2 + [0.0] * 4]
+
+
+def test_all_padding_row_is_safe():
+    fib = _fib()
+    x = torch.randn(2, 7, 5, requires_grad=True)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1] = False
+    out = fib(x, mask)
+    assert not bool(out.mask[1].any()) and bool((out.z[1] == 0).all()) and bool((out.idx[1] == -1).all())
+    assert torch.isfinite(out.kept_frac)
+    out.z.sum().backward()
+    assert torch.isfinite(x.grad).all() and bool((x.grad[1] == 0).all())
+    everything_padded = fib(x.detach(), torch.zeros(2, 7, dtype=torch.bool))
+    assert float(everything_padded.kept_frac) == 0.0
+
+
+def test_gate_and_masks_follow_the_equations():
+    fib = _fib()
+    x = torch.randn(4, 9, 5)
+    out = fib(x)
+    g = torch.sigmoid(fib.gate(out.e))
+    assert torch.allclose(out.gate, g)
+    assert torch.equal(out.hard, (g > 0.5).float())
+    assert torch.allclose(out.z, out.e * out.hard * g)
+    assert 0.0 < float(out.hard.mean()) < 1.0                     # the seed gives a mixed mask
+    assert float(out.kept_frac) == pytest.approx(float(out.hard.mean()))
+
+
+def test_kept_frac_counts_real_rows_only():
+    fib = _fib(k=4)
+    x = torch.randn(2, 4, 5)
+    mask = torch.tensor([[True, True, True, True], [True, False, False, False]])
+    out = fib(x, mask)
+    real = out.mask.unsqueeze(-1).expand_as(out.hard)
+    expected = out.hard[real].sum() / real.sum()
+    assert float(out.kept_frac) == pytest.approx(float(expected))
+
+
+def test_learned_scorer_gets_gradient_and_scales_rows():
+    fib = _fib()
+    x = torch.randn(3, 10, 5)
+    out = fib(x)
+    h = fib.proj(x)
+    s = fib.pool.w(h).squeeze(-1)
+    rows = h.gather(1, out.idx.unsqueeze(-1).expand(-1, -1, 8))
+    assert torch.allclose(out.e, rows * torch.sigmoid(s.gather(1, out.idx)).unsqueeze(-1))
+    out.z.sum().backward()
+    assert fib.pool.w.weight.grad is not None and float(fib.pool.w.weight.grad.abs().sum()) > 0
+
+
+def test_gate_gradient_only_where_hard_mask_is_one():
+    fib = _fib()
+    out = fib(torch.randn(4, 9, 5))
+    out.gate.retain_grad()
+    out.z.square().sum().backward()
+    hard = out.hard.bool()
+    assert bool((out.gate.grad[~hard] == 0).all())
+    assert bool((out.gate.grad[hard] != 0).all())
+
+
+def test_gate_parameters_get_no_gradient_when_everything_is_masked():
+    fib = _fib()
+    with torch.no_grad():
+        fib.gate.bias.fill_(-100.0)                               # g ~ 0 < 0.5 everywhere
+    out = fib(torch.randn(2, 6, 5))
+    assert float(out.kept_frac) == 0.0 and bool((out.z == 0).all())
+    out.z.sum().backward()
+    assert float(fib.gate.weight.grad.abs().sum()) == 0.0 and float(fib.gate.bias.grad.abs().sum()) == 0.0
+
+
+def test_gate_off_returns_top_k_embeddings():
+    fib = _fib(gate=False)
+    out = fib(torch.randn(2, 6, 5))
+    assert fib.gate is None
+    assert torch.equal(out.z, out.e)
+    assert float(out.kept_frac) == 1.0 and bool((out.hard == 1).all())
+
+
+def test_threshold_changes_kept_fraction():
+    x = torch.randn(3, 8, 5)
+    low, high = _fib(threshold=0.2)(x), _fib(threshold=0.8)(x)
+    assert float(low.kept_frac) > float(high.kept_frac)
+
+
+@settings(max_examples=40, deadline=None)
+@given(L=st.integers(1, 9), k=st.integers(1, 6), bits=st.lists(st.booleans(), min_size=18, max_size=18),
+       seed=st.integers(0, 10_000))
+def test_topk_invariants(L, k, bits, seed):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(2, L, 3, generator=g)
+    mask = torch.tensor(bits[: 2 * L]).view(2, L)
+    pool = TopKPool(3, k, score="norm")
+    e, m, idx = pool(h, mask)
+    norms = h.norm(dim=-1)
+    for b in range(2):
+        n_real = int(mask[b].sum())
+        n_keep = min(k, n_real)
+        assert m[b].tolist() == [True] * n_keep + [False] * (k - n_keep)
+        kept = idx[b, :n_keep]
+        assert bool((idx[b, n_keep:] == -1).all())
+        assert bool(mask[b, kept].all())                                   # only real steps
+        assert kept.tolist() == sorted(kept.tolist())                      # time order
+        if n_keep:
+            others = [t for t in range(L) if bool(mask[b, t]) and t not in kept.tolist()]
+            if others:
+                assert float(norms[b, others].max()) <= float(norms[b, kept].min())
+        assert bool((e[b, n_keep:] == 0).all())
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda f: f(torch.randn(4, 5)), "3 dimensions"),
+        (lambda f: f(torch.randn(2, 4, 6)), "width 6"),
+        (lambda f: f(torch.full((2, 4, 5), float("nan"))), "NaN"),
+        (lambda f: f(torch.tensor([[[float("inf")] * 5]])), "inf"),
+        (lambda f: f(torch.randn(2, 4, 5), torch.ones(2, 5, dtype=torch.bool)), "shape"),
+        (lambda f: f(torch.randn(2, 4, 5), torch.full((2, 4), 2)), "0/1"),
+        (lambda f: f(torch.randn(2, 0, 5)), "no time steps"),
+    ],
+)
+def test_bad_inputs(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make(_fib())
+
+
+def test_bad_construction():
+    with pytest.raises(ValueError, match="k must be"):
+        FIB(5, 8, 0)
+    with pytest.raises(ValueError, match="score"):
+        FIB(5, 8, 3, score="max")
+    with pytest.raises(ValueError, match="threshold"):
+        FIB(5, 8, 3, threshold=1.5)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        _fib()([[1.0]])

@@ -1,0 +1,213 @@
+"""Tests for infoenh.module.InfoEnh: switches, shapes, the auxiliary loss, diagnostics, bad inputs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import infoenh
+from infoenh.module import InfoEnh, InfoEnhOutput
+
+DIMS = {"text": 12, "audio": 5, "vision": 7}
+LENS = {"text": 9, "audio": 14, "vision": 11}
+
+
+def _batch(B=6, names=DIMS, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    seqs = {m: torch.randn(B, LENS[m], DIMS[m], generator=g) for m in names}
+    masks = {m: torch.ones(B, LENS[m], dtype=torch.bool) for m in names}
+    for m in names:
+        masks[m][0, 3:] = False                     # sample 0 is short in every modality
+    labels = torch.tensor([1.2, -0.4, 0.0, 2.5, -2.0, 0.6][:B])
+    return seqs, masks, labels
+
+
+def _model(names=DIMS, **kw):
+    torch.manual_seed(0)
+    return InfoEnh({m: DIMS[m] for m in names}, d=8, k=4, **kw)
+
+
+def test_exported_from_package():
+    assert infoenh.InfoEnh is InfoEnh and infoenh.InfoEnhOutput is InfoEnhOutput
+
+
+def test_default_forward_shapes_loss_and_diagnostics():
+    model = _model()
+    seqs, masks, labels = _batch()
+    out = model(seqs, masks, labels)
+    assert isinstance(out, InfoEnhOutput)
+    assert model.out_dim == 24
+    for m in DIMS:
+        assert out.seqs[m].shape == (6, 4, 24)
+        assert out.masks[m].shape == (6, 4) and out.masks[m][0].tolist() == [True, True, True, False]
+        assert bool((out.seqs[m][0, 3] == 0).all())
+    assert out.aux_loss.dim() == 0 and out.aux_loss.item() > 0
+    keys = {f"kept_frac_{m}" for m in DIMS} | {f"infonce_{m}" for m in DIMS}
+    keys |= {"no_negative", "ot_iters_mean", "ot_converged_frac"}
+    assert set(out.diagnostics) == keys
+    assert all(type(v) is float for v in out.diagnostics.values())
+    expected = 0.5 * sum(out.diagnostics[f"infonce_{m}"] for m in DIMS)
+    assert out.aux_loss.item() == pytest.approx(expected, rel=1e-5)
+    assert out.diagnostics["no_negative"] == 0.0
+
+
+def test_alpha_scales_aux_loss():
+    seqs, masks, labels = _batch()
+    a = _model(alpha=0.5)(seqs, masks, labels).aux_loss
+    b = _model(alpha=2.0)(seqs, masks, labels).aux_loss
+    assert b.item() == pytest.approx(4 * a.item(), rel=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    model = _model()
+    seqs, masks, labels = _batch()
+    out = model(seqs, masks, labels)
+    (sum(v.sum() for v in out.seqs.values()) + out.aux_loss).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert float(p.grad.abs().sum()) > 0, name
+
+
+def test_no_fia_gives_width_d():
+    model = _model(use_fia=False)
+    seqs, masks, labels = _batch()
+    out = model(seqs, masks, labels)
+    assert model.out_dim == 8
+    assert all(v.shape == (6, 4, 8) for v in out.seqs.values())
+    assert "ot_iters_mean" not in out.diagnostics
+    fib_out = model.fib["text"](seqs["text"], masks["text"])
+    assert torch.equal(out.seqs["text"], fib_out.z)
+
+
+def test_no_infonce_or_no_labels_gives_zero_aux_loss():
+    seqs, masks, labels = _batch()
+    out = _model(use_infonce=False)(seqs, masks, labels)
+    assert out.aux_loss.item() == 0.0 and "infonce_text" not in out.diagnostics
+    out = _model()(seqs, masks, None)
+    assert out.aux_loss.item() == 0.0 and "no_negative" not in out.diagnostics
+
+
+def test_no_fib_keeps_top_k_embeddings():
+    model = _model(use_fib=False, use_fia=False)
+    seqs, masks, labels = _batch()
+    out = model(seqs, masks, labels)
+    assert all(out.diagnostics[f"kept_frac_{m}"] == 1.0 for m in DIMS)
+    fib_out = model.fib["audio"](seqs["audio"], masks["audio"])
+    assert torch.equal(out.seqs["audio"], fib_out.e)
+
+
+@pytest.mark.parametrize("names", [("text", "vision"), ("audio", "vision"), ("text", "audio")])
+def test_two_modalities(names):
+    model = _model(names=names)
+    seqs, masks, labels = _batch(names=names)
+    out = model(seqs, masks, labels)
+    assert model.out_dim == 16 and set(out.seqs) == set(names)
+    assert all(v.shape == (6, 4, 16) for v in out.seqs.values())
+
+
+def test_single_modality_needs_fia_off():
+    with pytest.raises(ValueError, match="at least two"):
+        InfoEnh({"text": 4}, d=8, k=2)
+    model = InfoEnh({"text": 12}, d=8, k=2, use_fia=False)
+    seqs, masks, labels = _batch(names=("text",))
+    assert model(seqs, masks, labels).seqs["text"].shape == (6, 2, 8)
+
+
+@pytest.mark.parametrize("mode", ["token", "feature"])
+def test_fia_modes_and_detach(mode):
+    model = _model(fia_mode=mode, detach_plan=True, score="norm", negatives="acc7")
+    seqs, masks, labels = _batch()
+    out = model(seqs, masks, labels)
+    assert out.seqs["vision"].shape == (6, 4, 24)
+    assert all(torch.isfinite(v).all() for v in out.seqs.values())
+
+
+def test_padding_content_does_not_matter():
+    model = _model()
+    seqs, masks, labels = _batch()
+    a = model(seqs, masks, labels)
+    seqs2 = {m: v.clone() for m, v in seqs.items()}
+    for m in seqs2:
+        seqs2[m][0, 3:] = 1e3
+    b = model(seqs2, masks, labels)
+    for m in DIMS:
+        torch.testing.assert_close(a.seqs[m], b.seqs[m])
+    assert a.aux_loss.item() == pytest.approx(b.aux_loss.item())
+
+
+def _bad(seqs, masks, labels, what):
+    if what == "missing":
+        del seqs["audio"]
+    elif what == "unknown":
+        seqs["speech"] = seqs["audio"]
+    elif what == "batch":
+        seqs["vision"] = seqs["vision"][:5]
+        masks["vision"] = masks["vision"][:5]
+    elif what == "nan":
+        seqs["text"][1, 2, 3] = float("nan")
+    elif what == "rank":
+        seqs["text"] = seqs["text"][0]
+    elif what == "width":
+        seqs["audio"] = torch.randn(6, LENS["audio"], 6)
+    elif what == "mask_key":
+        del masks["vision"]
+    elif what == "mask_shape":
+        masks["text"] = masks["text"][:, :5]
+    elif what == "labels":
+        labels = labels[:4]
+    return seqs, masks, labels
+
+
+@pytest.mark.parametrize(
+    "what, err, match",
+    [
+        ("missing", KeyError, r"missing \['audio'\]"),
+        ("unknown", KeyError, r"unexpected \['speech'\]"),
+        ("batch", ValueError, "batch sizes differ"),
+        ("nan", ValueError, "NaN"),
+        ("rank", ValueError, "3 dimensions"),
+        ("width", ValueError, r"in_dims\['audio'\] = 5"),
+        ("mask_key", KeyError, r"masks must have exactly"),
+        ("mask_shape", ValueError, "shape"),
+        ("labels", ValueError, "labels has 4 entries"),
+    ],
+)
+def test_bad_inputs(what, err, match):
+    model = _model()
+    with pytest.raises(err, match=match):
+        model(*_bad(*_batch(), what))
+
+
+def test_bad_construction():
+    with pytest.raises(KeyError, match="unknown modality"):
+        InfoEnh({"text": 4, "video": 3})
+    with pytest.raises(ValueError, match="non-empty"):
+        InfoEnh({})
+    with pytest.raises(ValueError, match="k must be"):
+        InfoEnh(DIMS, k=0)
+    with pytest.raises(ValueError, match="negatives"):
+        InfoEnh(DIMS, negatives="sentiment")
+    with pytest.raises(ValueError, match="fia_mode"):
+        InfoEnh(DIMS, fia_mode="tokens")
+    with pytest.raises(ValueError, match="in_dims"):
+        InfoEnh({"text": 0, "audio": 3})
+
+
+def test_sample_with_no_real_step_in_one_modality():
+    model = _model()
+    seqs, masks, labels = _batch()
+    masks["audio"][2] = False
+    out = model(seqs, masks, labels)
+    assert out.masks["audio"][2].tolist() == [False] * 4 and bool((out.seqs["audio"][2] == 0).all())
+    (sum(v.sum() for v in out.seqs.values()) + out.aux_loss).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.diagnostics.values())
+
+
+def test_runs_under_bf16_autocast():
+    model = _model()
+    seqs, masks, labels = _batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(seqs, masks, labels)
+    assert out.aux_loss.dtype == torch.float32 and torch.isfinite(out.aux_loss)
+    assert all(torch.isfinite(v).all() for v in out.seqs.values())
+    out.aux_loss.backward()
