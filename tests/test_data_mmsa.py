@@ -132,6 +132,16 @@ def test_synthetic_marker_sets_flag(tmp_path):
     assert ds["train"].synthetic and "SYNTHETIC" in repr(ds)
 
 
+@pytest.mark.parametrize("stray", [False, "yes", {"generator": "someone-else"}])
+def test_stray_synthetic_key_does_not_relabel_a_real_file(tmp_path, stray):
+    data = _strip_marker(make_synthetic(**SMALL))
+    data["synthetic"] = stray
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = load_mmsa(_write(tmp_path, data))
+    assert not ds.synthetic and "SYNTHETIC" not in repr(ds)
+
+
 def test_from_dict_matches_load(tmp_path):
     data = make_synthetic(**SMALL)
     path = _write(tmp_path, data)

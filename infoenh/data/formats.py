@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+SYNTHETIC_GENERATOR = "infoenh.data.synthetic"  # the value of the marker's "generator" field
 SPLITS = ("train", "valid", "test")
 MODALITIES = ("text", "audio", "vision")
 _LENGTH_KEYS = {"audio": "audio_lengths", "vision": "vision_lengths"}
@@ -76,10 +77,12 @@ def parse_dataset(data: Any, source: str = "the file") -> ParsedData:
         raise InvalidDatasetError(
             f"{source} has no split(s) {missing}; its top-level keys are {sorted(map(str, data))[:10]}. {what}.")
     marker = data.get("synthetic")
-    if marker is not None and not isinstance(marker, dict):
-        marker = {"marker": marker}
+    # Only the generator's own marker makes a file synthetic: a stray "synthetic" key in a real
+    # file must not relabel it (nor spare it the unknown-checksum warning).
+    if not (isinstance(marker, dict) and marker.get("generator") == SYNTHETIC_GENERATOR):
+        marker = None
     notes: Dict[str, Any] = {
-        "extra_keys": sorted(str(k) for k in data if k not in SPLITS and k != "synthetic"),
+        "extra_keys": sorted(str(k) for k in data if k not in SPLITS and not (k == "synthetic" and marker is not None)),
         "raw": {}, "empty_masks": {}, "clipped_lengths": {}, "ids_generated": [],
     }
     splits, layouts, aligned_flags, rules = {}, set(), [], {}

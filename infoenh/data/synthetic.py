@@ -49,10 +49,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .._validate import check_positive_int
-from .formats import MODALITIES, SPLITS
+from .formats import MODALITIES, SPLITS, SYNTHETIC_GENERATOR as GENERATOR
 from .mosi_labels import MOSI_HALF_FRAC, MOSI_SPLIT_SIZES, sample_mosi_labels
 
-GENERATOR = "infoenh.data.synthetic"
 VERSION = 1
 DEFAULT_NOISE = {"text": 0.5, "audio": 1.0, "vision": 1.5}
 _SCALE_EXP = {"text": 0.0, "audio": 1.0, "vision": -1.0}

@@ -179,3 +179,20 @@ def test_home_page_screenshot(server, browser):
     out = SHOTS / "home.png"
     browser.save_screenshot(str(out))
     assert out.stat().st_size > 10_000, "home page screenshot is suspiciously small (blank page?)"
+
+
+def test_every_chapter_has_a_colab_button_to_its_ipynb():
+    _need(HTML.exists(), f"no built book at {HTML}; run `bash .ci/book`")
+    import re
+
+    import yaml
+
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    slug = urllib.parse.urlsplit(repo).path.strip("/")
+    chapters = sorted(p for p in (HTML / "notebooks").glob("*.html"))
+    assert chapters, "no notebook chapter was built"
+    for page in chapters:
+        want = f"https://colab.research.google.com/github/{slug}/blob/main/notebooks/{page.stem}.ipynb"
+        links = re.findall(r'href="(https://colab\.research\.google\.com[^"]+)"', page.read_text())
+        assert want in links, f"{page.name}: Colab button should point to {want}, found {links}"
+        assert (ROOT / "notebooks" / f"{page.stem}.ipynb").exists(), f"{page.stem}.ipynb missing from notebooks/"
