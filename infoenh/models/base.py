@@ -1,0 +1,177 @@
+"""What every host model shares: input checks, the InfoEnh switch, and the training interface.
+
+A host is ``encoders -> [InfoEnh] -> pool -> the host's own fusion and head``:
+
+    batch[m] [B, L_m, d_m] --encoder_m--> h_m [B, L_m, w_m]
+        without InfoEnh:  u_m = host_pool_m(h_m)                  (the original model's reading)
+        with InfoEnh:     E'_m [B, k, out_dim] = InfoEnh({h_m}) ;  u_m = pool(E'_m)   [B, out_dim]
+    {u_m} --fusion/head--> prediction [B]
+
+The trainer talks to a host only through :meth:`HostModel.forward`, :meth:`training_loss`,
+:meth:`eval_loss`, :meth:`after_backward`, :meth:`param_groups` and :meth:`init_from_train`.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .._validate import MODALITIES, check_mask, check_modalities, check_same_batch, check_tensor
+from .pooling import pool
+
+
+class HostOutput(NamedTuple):
+    pred: Tensor                    # [B] sentiment score
+    aux_loss: Tensor                # 0-dim, InfoEnh's alpha * InfoNCE (0 without InfoEnh or labels)
+    extras: Dict[str, Tensor]       # host-specific tensors its losses need (features, unimodal heads)
+    diagnostics: Dict[str, float]   # InfoEnh diagnostics (kept fractions, OT iterations)
+
+
+def task_loss(pred: Tensor, target: Tensor, kind: str, reduction: str = "mean") -> Tensor:
+    """The host's task criterion on ``pred [B]`` vs ``target [B]``: ``"l1"`` or ``"mse"``."""
+    err = pred.float() - target.float()
+    per = err.abs() if kind == "l1" else err.pow(2)
+    return per.mean() if reduction == "mean" else per
+
+
+class HostModel(nn.Module):
+    """Base class. Subclasses build ``self.encoders`` (a ``ModuleDict`` over ``self.modalities``)
+    with an ``out_dim`` each, call :meth:`_attach_infoenh`, and implement :meth:`encode` and
+    :meth:`head`.
+
+    Args:
+        dims: modality -> input width, from the data (``ds.dims``); only the used modalities matter.
+        modalities: the modalities the model is built on (a subset for the missing-modality
+            ablation, paper Table 3); the batch may hold more, they are ignored.
+        infoenh: ``None`` (no InfoEnh) or keyword arguments for :class:`infoenh.InfoEnh`
+            (``in_dims`` is filled in from the encoders).
+        pool: how the enhanced sequences ``[B, k, out_dim]`` are pooled: ``"mean"`` (masked mean)
+            or ``"last"`` (last real row).
+    """
+
+    name = "host"
+    loss_kind = "l1"
+
+    def __init__(self, dims: Mapping[str, int], modalities: Sequence[str] = MODALITIES,
+                 infoenh: Optional[dict] = None, pool: str = "mean"):
+        super().__init__()
+        modalities = tuple(modalities)
+        if not modalities:
+            raise ValueError("a model needs at least one modality; got an empty list")
+        check_modalities(modalities, f"{type(self).__name__} modalities")
+        self.modalities = tuple(m for m in MODALITIES if m in modalities)
+        missing = [m for m in self.modalities if m not in dims]
+        if missing:
+            raise KeyError(f"dims has no width for {missing}; pass the data's widths (ds.dims), e.g. "
+                           "{'text': 768, 'audio': 5, 'vision': 20}")
+        self.dims = {m: int(dims[m]) for m in self.modalities}
+        if pool not in ("mean", "last"):
+            raise ValueError(f"pool (after InfoEnh) must be 'mean' or 'last', got {pool!r}")
+        self.pool_how = pool
+        self.infoenh_kwargs = None if infoenh is None else dict(infoenh)
+        self.infoenh = None
+
+    # ----- construction helpers -------------------------------------------------------------
+    def _attach_infoenh(self, widths: Mapping[str, int]) -> None:
+        """Build InfoEnh on the encoder widths (call after the encoders exist)."""
+        if self.infoenh_kwargs is None:
+            return
+        from ..module import InfoEnh  # imported here so a host without InfoEnh needs no OT code
+
+        kw = {k: v for k, v in self.infoenh_kwargs.items() if k != "in_dims"}
+        self.infoenh = InfoEnh(in_dims={m: int(widths[m]) for m in self.modalities}, **kw)
+
+    def fused_width(self, widths: Mapping[str, int]) -> Dict[str, int]:
+        """Width of each pooled vector the fusion reads: InfoEnh's ``out_dim`` or the host's own."""
+        if self.infoenh is None:
+            return {m: int(widths[m]) for m in self.modalities}
+        return {m: int(self.infoenh.out_dim) for m in self.modalities}
+
+    # ----- input checks ----------------------------------------------------------------------
+    def check_batch(self, batch: Mapping) -> Dict[str, Optional[Tensor]]:
+        """Check the modalities this model uses; return their masks (None where absent)."""
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"a batch must be a dict (see infoenh.data.collate), got {type(batch).__name__}")
+        masks: Dict[str, Optional[Tensor]] = {}
+        for m in self.modalities:
+            if m not in batch:
+                raise KeyError(f"batch has no {m!r} features but the model was built on {list(self.modalities)}; "
+                               "build the model on the modalities the data has (modalities=...)")
+            x = check_tensor(batch[m], f"batch[{m!r}]", ndim=3)
+            if x.shape[-1] != self.dims[m]:
+                raise ValueError(
+                    f"modality {m!r}: the model expects width {self.dims[m]} but the batch has width "
+                    f"{x.shape[-1]} (shape {tuple(x.shape)}); build the model with the data's widths (ds.dims)"
+                )
+            mk = batch.get(f"{m}_mask")
+            masks[m] = None if mk is None else check_mask(mk, f"batch['{m}_mask']", x.shape[:2])
+        B = check_same_batch({m: batch[m] for m in self.modalities}, type(self).__name__)
+        if "label" in batch and batch["label"] is not None:
+            y = batch["label"]
+            if y.reshape(-1).shape[0] != B:
+                raise ValueError(f"batch['label'] has {y.numel()} entries but the batch has {B} samples")
+        return masks
+
+    # ----- forward ----------------------------------------------------------------------------
+    def encode(self, batch: Mapping, masks: Dict[str, Optional[Tensor]]):
+        """Return ``(seqs, host_pooled)``: encoder sequences ``{m: [B, L_m, w_m]}`` and the
+        original model's pooled vectors ``{m: [B, w_m]}`` (used when InfoEnh is off)."""
+        raise NotImplementedError
+
+    def head(self, feats: Dict[str, Tensor], batch: Mapping):
+        """Fusion and head on pooled vectors ``{m: [B, width]}`` -> ``(pred [B], extras)``."""
+        raise NotImplementedError
+
+    def features(self, batch: Mapping):
+        """Checks, encoders, then InfoEnh and pooling (or the host's pooling). Returns
+        ``(feats {m: [B, width]}, aux_loss 0-dim, diagnostics)``."""
+        masks = self.check_batch(batch)
+        seqs, host_pooled = self.encode(batch, masks)
+        if self.infoenh is None:
+            ref = next(iter(seqs.values()))
+            return host_pooled, ref.new_zeros(()).float(), {}
+        labels = None
+        if self.training and batch.get("label") is not None:
+            labels = batch["label"].reshape(-1).float()
+        real_masks = None
+        if all(masks[m] is not None for m in self.modalities):
+            real_masks = {m: masks[m] for m in self.modalities}
+        # InfoEnh runs in float32 even under autocast: Sinkhorn in bf16 is not accurate enough.
+        dev = next(iter(seqs.values())).device.type
+        with torch.autocast(device_type=dev, enabled=False):
+            out = self.infoenh({m: seqs[m].float() for m in self.modalities}, real_masks, labels=labels)
+        feats = {m: pool(out.seqs[m], out.masks[m], self.pool_how) for m in self.modalities}
+        return feats, out.aux_loss, out.diagnostics
+
+    def forward(self, batch: Mapping) -> HostOutput:
+        feats, aux, diag = self.features(batch)
+        pred, extras = self.head(feats, batch)
+        return HostOutput(pred=pred.reshape(-1), aux_loss=aux, extras=extras, diagnostics=diag)
+
+    # ----- training interface -----------------------------------------------------------------
+    def training_loss(self, out: HostOutput, batch: Mapping, epoch: int):
+        """Total training loss (task + host regularisers + InfoEnh's) and its parts as floats."""
+        y = batch["label"].reshape(-1)
+        task = task_loss(out.pred, y, self.loss_kind)
+        total = task + out.aux_loss
+        return total, {"task": task.detach(), "infoenh": out.aux_loss.detach()}
+
+    def eval_loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Per-sample task loss ``[B]``: the quantity model selection reads (on validation)."""
+        return task_loss(pred, target, self.loss_kind, reduction="none")
+
+    def after_backward(self, out: HostOutput, batch: Mapping, epoch: int) -> None:
+        """Hook after ``loss.backward()`` and before the optimiser step (Self-MM's label update)."""
+
+    def init_from_train(self, labels: Tensor, index: Tensor) -> None:
+        """Hook given every training label ``[N]`` with its dataset index ``[N]`` before training."""
+
+    def param_groups(self, lr: Optional[float] = None, weight_decay: Optional[float] = None) -> list:
+        """Optimiser parameter groups with the host's learning rates (``lr`` overrides all)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad],
+                 "lr": lr if lr is not None else self.default_lr,
+                 "weight_decay": weight_decay if weight_decay is not None else self.default_weight_decay}]
+
+    default_lr = 1e-3
+    default_weight_decay = 0.0

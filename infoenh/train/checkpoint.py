@@ -1,0 +1,60 @@
+"""Atomic checkpoint files: write to a temporary file in the same folder, flush to disk, then
+``os.replace`` it over the old one, so a run killed at any moment leaves either the previous or
+the new checkpoint, never half of one. Loading uses ``weights_only=True`` (no code runs)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(state: Dict[str, Any], path) -> None:
+    """Save ``state`` (tensors and plain containers only) atomically to ``path``."""
+    _atomic(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` with ``weights_only=True``."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt file, or one that holds arbitrary objects
+        raise RuntimeError(f"cannot load checkpoint {path}: {e}. Delete it (or use another --out) to start "
+                           "the run afresh") from e
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(obj: Any, path) -> None:
+    """Write strict JSON atomically (indent 2); NaN/inf (an undefined metric) become ``null``."""
+    data = (json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n").encode()
+    _atomic(Path(path), lambda f: f.write(data))

@@ -1,0 +1,71 @@
+"""The results file a user parses, and the table printed from it.
+
+``results.json``::
+
+    {"runs": [{"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float}, ...}],
+     "summary": {"test": {metric: {"mean", "std"}}, "valid": {...}},
+     "config": {...},          # includes "data" and "dataset" (says SYNTHETIC for the testbed)
+     "dataset": "..."}
+
+Metric keys are those of :func:`infoenh.metrics.msa_metrics`. ``std`` is the sample standard
+deviation over seeds (ddof=1; 0 for a single seed).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+METRIC_ORDER = ("MAE", "Corr", "Mult_acc_7", "Mult_acc_5", "Has0_acc_2", "Non0_acc_2", "Has0_F1_score",
+                "Non0_F1_score")
+# how the table prints each metric: (column title, scale)
+COLUMNS = (("MAE", "MAE", 1.0), ("Corr", "Corr", 1.0), ("Mult_acc_7", "Acc-7", 100.0),
+           ("Mult_acc_5", "Acc-5", 100.0), ("Has0_acc_2", "Acc-2 h0", 100.0), ("Non0_acc_2", "Acc-2 n0", 100.0),
+           ("Has0_F1_score", "F1 h0", 100.0), ("Non0_F1_score", "F1 n0", 100.0))
+
+
+def metric_keys(runs: Sequence[Dict[str, Any]], split: str = "test") -> List[str]:
+    keys = list(runs[0][split]) if runs else []
+    return [k for k in METRIC_ORDER if k in keys] + [k for k in keys if k not in METRIC_ORDER]
+
+
+def mean_std(values: Sequence[float]) -> Dict[str, float]:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0}
+
+
+def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Mean and std over seeds of every metric, for ``test`` and ``valid``."""
+    if not runs:
+        raise ValueError("no runs to summarize")
+    out = {}
+    for split in ("test", "valid"):
+        out[split] = {k: mean_std([r[split][k] for r in runs]) for k in metric_keys(runs, split)}
+    return out
+
+
+def results_doc(runs: Sequence[Dict[str, Any]], config: Dict[str, Any]) -> Dict[str, Any]:
+    runs = [{k: v for k, v in r.items() if k != "fingerprint"} for r in runs]
+    return {"runs": runs, "summary": summarize(runs), "config": config, "dataset": config.get("dataset", "")}
+
+
+def _fmt(v: float, scale: float) -> str:
+    return f"{v * scale:.2f}" if scale != 1.0 else f"{v:.4f}"
+
+
+def format_table(doc: Dict[str, Any], split: str = "test") -> str:
+    """A plain-text table: one row per seed, then mean ± std."""
+    cfg = doc.get("config", {})
+    title = (f"{cfg.get('model', '?')} | InfoEnh: {cfg.get('infoenh', '?')} | modalities: "
+             f"{'+'.join(cfg.get('modalities', []))} | data: {cfg.get('dataset', '?')}")
+    cols = [c for c in COLUMNS if c[0] in doc["runs"][0][split]]
+    head = ["seed", "best ep"] + [c[1] for c in cols]
+    rows = [[str(r["seed"]), str(r["best_epoch"])] + [_fmt(r[split][k], s) for k, _, s in cols] for r in doc["runs"]]
+    summ = doc["summary"][split]
+    rows.append(["mean±std", ""] + [f"{_fmt(summ[k]['mean'], s)}±{_fmt(summ[k]['std'], s)}" for k, _, s in cols])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    out = [title, f"{split} metrics at the epoch selected on validation loss (accuracies/F1 in %)",
+           line(head), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)

@@ -1,0 +1,328 @@
+"""Train one host (one seed) with model selection on validation loss only.
+
+    fit(ds, TrainConfig(model="selfmm", infoenh="full", seed=1111), run_dir="runs/x/seed_1111")
+
+Protocol (method.md): every epoch trains on ``train`` and evaluates ``valid``; the epoch with the
+lowest validation task loss (improvement > 1e-6, MMSA's rule) is kept; early stopping after
+``patience`` epochs without improvement. Valid metrics are those of the selected epoch; ``test``
+is evaluated once, at the end, with the selected weights: nothing ever reads it before.
+
+Resumable: after every epoch an atomic checkpoint holds the model, optimiser, scheduler, every
+random state (torch, CUDA, NumPy, Python and the train loader's shuffling generator), the epoch,
+the best weights, their metrics and the early-stopping counter. Re-running the same command
+continues where a killed run stopped and ends with the same result (bit for bit on the CPU).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..models import HostModel, build_model
+from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import TrainConfig
+from .seeding import deterministic, get_rng_state, seed_everything, set_rng_state
+
+CHECKPOINT = "checkpoint.pt"
+RUN_JSON = "run.json"
+LOG = "log.jsonl"
+FORMAT = "infoenh-train-v1"
+SPLITS = ("train", "valid", "test")
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by the ``stop_after_epochs`` hook (tests simulate a killed run with it)."""
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    """``None`` -> CUDA when available, else CPU. Asking for CUDA without one is an error."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return dev
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> Dict[str, Any]:
+    """Move a batch's tensors to ``device`` (pinned, non-blocking copies on CUDA). ``index`` and
+    ``id`` stay on the CPU (Self-MM's label store checks indices without a device sync)."""
+    out: Dict[str, Any] = {}
+    cuda = device.type == "cuda"
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor) and k != "index":
+            if cuda:
+                v = (v if v.is_pinned() else v.pin_memory()).to(device, non_blocking=True)
+            else:
+                v = v.to(device)
+        out[k] = v
+    return out
+
+
+def autocast_for(device: torch.device, amp: bool):
+    """bf16 autocast on CUDA when ``amp``; nothing on the CPU."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _metrics(pred: np.ndarray, true: np.ndarray) -> Dict[str, float]:
+    from ..metrics import msa_metrics
+
+    return {k: float(v) for k, v in msa_metrics(pred, true).items()}
+
+
+@torch.no_grad()
+def evaluate(model: HostModel, loader: DataLoader, device: torch.device, amp: bool = True) -> Dict[str, Any]:
+    """Predict a whole split. Returns ``{"loss": mean per-sample task loss, "metrics": {...},
+    "pred": [N] array, "true": [N] array}``."""
+    model.eval()
+    preds, trues, losses = [], [], []
+    for batch in loader:
+        b = to_device(batch, device)
+        with autocast_for(device, amp):
+            out = model(b)
+        pred = out.pred.float()
+        y = b["label"].reshape(-1).float()
+        losses.append(model.eval_loss(pred, y).float())
+        preds.append(pred)
+        trues.append(y)
+    if not preds:
+        raise ValueError("evaluate got a split with no batches")
+    pred = torch.cat(preds).cpu().numpy().astype(np.float64)
+    true = torch.cat(trues).cpu().numpy().astype(np.float64)
+    loss = float(torch.cat(losses).mean())
+    if not np.isfinite(pred).all():
+        raise FloatingPointError(f"the model predicts NaN/inf on the {getattr(loader.dataset, 'split', '')} split: "
+                                 "it diverged; lower the learning rate (--lr) or turn on gradient clipping")
+    return {"loss": loss, "metrics": _metrics(pred, true), "pred": pred, "true": true}
+
+
+def _clip(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    if cfg.grad_clip is None:
+        return
+    params = [p for p in model.parameters() if p.grad is not None]
+    if cfg.grad_clip_mode == "value":
+        torch.nn.utils.clip_grad_value_(params, cfg.grad_clip)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+
+
+def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                    epoch: int, device: torch.device, desc: str = "") -> Dict[str, float]:
+    """One pass over ``train``: forward, host loss (+ InfoEnh's), backward, host hook (Self-MM's
+    label update), and an optimiser step every ``accum_steps`` batches (and after the last one;
+    like MMSA, accumulated losses are summed, not averaged). Returns mean loss parts and mean
+    InfoEnh diagnostics."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    n = len(loader)
+    if n == 0:
+        raise ValueError("the training split gives no batch; it is empty (or smaller than one batch with drop_last)")
+    sums: Dict[str, torch.Tensor] = {}
+    diag_sums: Dict[str, float] = {}
+    running = None
+    check_every = 1 if device.type == "cpu" else 10
+    optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(loader, desc=desc, leave=False, disable=cfg.quiet, dynamic_ncols=True, file=sys.stderr)
+    for i, batch in enumerate(bar):
+        b = to_device(batch, device)
+        with autocast_for(device, cfg.amp):
+            out = model(b)
+            loss, parts = model.training_loss(out, b, epoch)
+        loss.backward()
+        model.after_backward(out, b, epoch)
+        if (i + 1) % cfg.accum_steps == 0 or i + 1 == n:
+            _clip(model, cfg)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        parts = {"loss": loss.detach(), **parts}
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v.detach().float()
+        for k, v in out.diagnostics.items():
+            diag_sums[k] = diag_sums.get(k, 0.0) + float(v)
+        if (i + 1) % check_every == 0 or i + 1 == n:
+            running = float(sums["loss"]) / (i + 1)
+            if not math.isfinite(running):
+                raise FloatingPointError(
+                    f"training loss became {running} at epoch {epoch}, batch {i + 1}; lower the learning rate "
+                    "(--lr) or turn on gradient clipping, and check the data for extreme values")
+            bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+    bar.close()
+    res = {k: float(v) / n for k, v in sums.items()}
+    res.update({f"diag_{k}": v / n for k, v in diag_sums.items()})
+    return res
+
+
+def _check_splits(ds: Mapping) -> None:
+    for s in SPLITS:
+        if s not in ds:
+            raise KeyError(f"the data has no {s!r} split; training needs train, valid and test")
+        if len(ds[s]) == 0:
+            raise ValueError(f"the {s!r} split is empty (0 samples); training needs samples in train, valid "
+                             "(model selection) and test (the report)")
+
+
+def _train_labels(ds_train, batch_size: int = 512):
+    """All training labels ``[N]`` with their dataset indices ``[N]`` (file order, no shuffling)."""
+    from ..data import collate
+
+    g = torch.Generator().manual_seed(0)  # keep the global RNG untouched
+    labels, index = [], []
+    for b in DataLoader(ds_train, batch_size=batch_size, shuffle=False, collate_fn=collate, generator=g):
+        labels.append(b["label"].reshape(-1))
+        index.append(b["index"].reshape(-1))
+    return torch.cat(labels), torch.cat(index)
+
+
+def run_fingerprint(cfg: TrainConfig, ds: Mapping) -> str:
+    """The configuration plus what identifies the data (widths, split sizes, synthetic or not): a
+    checkpoint or a finished run is reused only when this matches."""
+    first = ds["train"]
+    data = {"dims": dict(first.dims) if hasattr(first, "dims") else dict(getattr(ds, "dims", {})),
+            "sizes": {s: len(ds[s]) for s in SPLITS}, "synthetic": bool(getattr(ds, "synthetic", False))}
+    return cfg.fingerprint() + "|data=" + json.dumps(data, sort_keys=True)
+
+
+def _scheduler(cfg: TrainConfig, optimizer):
+    if cfg.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    return None
+
+
+def _log_line(seed: int, epoch: int, cfg: TrainConfig, tr: Dict[str, float], va: Dict[str, Any],
+              best_epoch: int, bad: int, secs: float) -> str:
+    m = va["metrics"]
+    return (f"[seed {seed}] epoch {epoch:3d}/{cfg.epochs}  train {tr['loss']:.4f}  valid loss {va['loss']:.4f}  "
+            f"MAE {m.get('MAE', float('nan')):.4f}  Corr {m.get('Corr', float('nan')):.4f}  "
+            f"Acc-2 {m.get('Non0_acc_2', float('nan')):.4f}  best {best_epoch} ({bad}/{cfg.patience})  {secs:.1f}s")
+
+
+def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
+        on_epoch_end: Optional[Callable[[int, HostModel, Dict[str, Any]], None]] = None,
+        stop_after_epochs: Optional[int] = None, log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Train one seed and return its result::
+
+        {"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float},
+         "valid_loss", "test_loss", "epochs_run", "stopped_early", "train_seconds", "history"}
+
+    ``run_dir``: where the checkpoint, ``log.jsonl`` and ``run.json`` go (None: nothing written,
+    no resume). ``resume``: continue from ``run_dir/checkpoint.pt`` when its configuration matches.
+    ``on_epoch_end(epoch, model, record)`` runs after each epoch's checkpoint.
+    ``stop_after_epochs``: test hook, raise :class:`TrainingInterrupted` after that epoch's
+    checkpoint (as if the process had been killed).
+    """
+    cfg = cfg.resolved()
+    log = log or ((lambda s: None) if cfg.quiet else (lambda s: print(s, flush=True)))
+    _check_splits(ds)
+    device = resolve_device(cfg.device)
+    run_dir = None if run_dir is None else Path(run_dir)
+    fingerprint = run_fingerprint(cfg, ds)
+    ckpt_path = None if run_dir is None else run_dir / CHECKPOINT
+
+    with deterministic(cfg.deterministic, device):
+        seed_everything(cfg.seed)
+        from ..data import make_loaders
+
+        model = build_model(cfg.model, ds["train"].dims if hasattr(ds["train"], "dims") else ds.dims,
+                            infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
+                            infoenh_kwargs=cfg.infoenh_kwargs, **cfg.model_kwargs).to(device)
+        labels, index = _train_labels(ds["train"])
+        model.init_from_train(labels, index)
+        optimizer = torch.optim.Adam(model.param_groups(cfg.lr, cfg.weight_decay))
+        scheduler = _scheduler(cfg, optimizer)
+        loaders = make_loaders(ds, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+        gen = loaders["train"].generator
+        if gen is None:
+            raise RuntimeError("the train loader has no generator; make_loaders must seed one for resumable runs")
+
+        start, best = 1, {"epoch": 0, "valid_loss": float("inf"), "valid": {}, "state": None}
+        bad, history, finished, train_secs = 0, [], False, 0.0
+        if ckpt_path is not None and resume and ckpt_path.exists():
+            ck = load_checkpoint(ckpt_path)
+            if ck.get("format") != FORMAT or ck.get("fingerprint") != fingerprint:
+                theirs = str(ck.get("fingerprint", "")).partition("|data=")
+                ours = fingerprint.partition("|data=")
+                what = "data (widths/sizes)" if theirs[0] == ours[0] else "configuration"
+                raise RuntimeError(
+                    f"{ckpt_path} was written by a run with another {what} (checkpoint: "
+                    f"{theirs[2] if what.startswith('data') else theirs[0]}; now: "
+                    f"{ours[2] if what.startswith('data') else ours[0]}); use another --out directory, "
+                    "or --fresh to start again")
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            if scheduler is not None and ck.get("scheduler") is not None:
+                scheduler.load_state_dict(ck["scheduler"])
+            set_rng_state(ck["rng"])
+            gen.set_state(ck["loader_generator"])
+            start, best, bad = int(ck["epoch"]) + 1, ck["best"], int(ck["bad_epochs"])
+            history, finished = list(ck["history"]), bool(ck["finished"])
+            train_secs = float(ck.get("train_seconds", 0.0))
+            log(f"[seed {cfg.seed}] resumed from {ckpt_path} after epoch {start - 1}")
+
+        epoch = start - 1
+        for epoch in range(start, cfg.epochs + 1):
+            if finished:
+                break
+            t0 = time.perf_counter()
+            tr = train_one_epoch(model, loaders["train"], optimizer, cfg, epoch, device,
+                                 desc=f"seed {cfg.seed} epoch {epoch}")
+            va = evaluate(model, loaders["valid"], device, cfg.amp)
+            if not math.isfinite(va["loss"]):
+                raise FloatingPointError(f"validation loss is {va['loss']} after epoch {epoch}: the model diverged; "
+                                         "lower the learning rate (--lr) or turn on gradient clipping")
+            if scheduler is not None:
+                scheduler.step(va["loss"])
+            if va["loss"] <= best["valid_loss"] - 1e-6:
+                best = {"epoch": epoch, "valid_loss": va["loss"], "valid": va["metrics"],
+                        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+                bad = 0
+            else:
+                bad = epoch - best["epoch"]
+            finished = bad >= cfg.patience or epoch == cfg.epochs
+            secs = time.perf_counter() - t0
+            train_secs += secs
+            record = {"epoch": epoch, "train": tr, "valid_loss": va["loss"], "valid": va["metrics"],
+                      "best_epoch": best["epoch"], "seconds": secs}
+            history.append(record)
+            log(_log_line(cfg.seed, epoch, cfg, tr, va, best["epoch"], bad, secs))
+            if ckpt_path is not None:
+                save_checkpoint({
+                    "format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, "finished": finished,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": None if scheduler is None else scheduler.state_dict(),
+                    "rng": get_rng_state(), "loader_generator": gen.get_state(),
+                    "best": best, "bad_epochs": bad, "history": history, "train_seconds": train_secs,
+                }, ckpt_path)
+                with open(run_dir / LOG, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, model, record)
+            if stop_after_epochs is not None and epoch >= stop_after_epochs and not finished:
+                raise TrainingInterrupted(f"stopped after epoch {epoch} (test hook)")
+            if finished:
+                break
+
+        if best["state"] is None:
+            raise RuntimeError("no epoch was trained (epochs < 1?)")
+        model.load_state_dict(best["state"])
+        te = evaluate(model, loaders["test"], device, cfg.amp)
+    result = {
+        "seed": cfg.seed, "best_epoch": int(best["epoch"]), "valid": dict(best["valid"]), "test": te["metrics"],
+        "valid_loss": float(best["valid_loss"]), "test_loss": te["loss"], "epochs_run": len(history),
+        "stopped_early": len(history) < cfg.epochs, "train_seconds": round(train_secs, 3), "device": str(device),
+        "history": [{"epoch": h["epoch"], "train_loss": h["train"]["loss"], "valid_loss": h["valid_loss"]}
+                    for h in history],
+    }
+    if run_dir is not None:
+        write_json({**result, "fingerprint": fingerprint}, run_dir / RUN_JSON)
+    return result

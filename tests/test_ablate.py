@@ -1,0 +1,95 @@
+"""Ablation arms, paired statistics and the ablation files."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ttest_rel
+
+from infoenh.data.synthetic import make_synthetic_splits
+from infoenh.train import ablate
+from infoenh.train.ablate import ARMS, arm_config, format_markdown, run_ablation
+from infoenh.train.config import TrainConfig
+from infoenh.train.stats import bootstrap_ci, paired_comparison
+
+TINY = dict(seed=0, sizes=(40, 16, 16), text_dim=16, text_len=12, audio_len=16, vision_len=16,
+            audio_neg_inf_frac=0.0)
+
+
+# the testbed plants -inf in audio on purpose (MMSA's COVAREP does); the loader's warning is expected
+pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_paired_comparison_matches_scipy_and_bootstrap_brackets_the_mean():
+    ref = [0.80, 0.78, 0.82, 0.79, 0.81]
+    arm = [0.76, 0.77, 0.78, 0.74, 0.80]
+    c = paired_comparison(ref, arm, n_boot=4000, seed=1)
+    t = ttest_rel(arm, ref)
+    d = np.subtract(arm, ref)
+    assert c["n"] == 5 and c["mean_diff"] == pytest.approx(d.mean())
+    assert c["t"] == pytest.approx(t.statistic) and c["p"] == pytest.approx(t.pvalue)
+    assert c["std_diff"] == pytest.approx(d.std(ddof=1))
+    assert d.min() <= c["ci_low"] <= d.mean() <= c["ci_high"] <= d.max()
+    assert paired_comparison(ref, arm, n_boot=4000, seed=1) == c        # seeded bootstrap
+
+
+def test_paired_comparison_degenerate_cases():
+    one = paired_comparison([1.0], [0.5])
+    assert one["p"] is None and one["std_diff"] is None and one["mean_diff"] == -0.5
+    const = paired_comparison([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])     # every difference equal
+    assert const["p"] is None and const["ci_low"] == const["ci_high"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="equal 1-D shapes"):
+        paired_comparison([1.0, 2.0], [1.0])
+    lo, hi = bootstrap_ci([], n_boot=10)
+    assert np.isnan(lo) and np.isnan(hi)
+
+
+def test_arms_map_to_the_paper_switches():
+    base = TrainConfig(model="selfmm")
+    assert arm_config(base, "baseline").infoenh == "none"
+    assert arm_config(base, "fib").infoenh == "fib_only"      # w/o FIA
+    assert arm_config(base, "fia").infoenh == "fia_only"      # w/o FIB
+    assert arm_config(base, "full").infoenh == "full"
+    c = arm_config(base, "no_text_full")
+    assert c.modalities == ("audio", "vision") and c.infoenh == "full"
+    assert arm_config(base, "no_vision").modalities == ("text", "audio")
+    assert len(ARMS) == 10
+    with pytest.raises(ValueError, match="unknown arm"):
+        arm_config(base, "no_smell")
+
+
+def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch):
+    ds = make_synthetic_splits(**TINY)
+    base = TrainConfig(model="lf", epochs=1, quiet=True, infoenh_kwargs={"d": 8, "k": 4, "ot_iters": 10})
+    doc = run_ablation(ds, base, ["fia", "no_vision_full"], [1111, 1112], tmp_path, n_boot=500)
+    # the baseline and the matched no-InfoEnh arm are added
+    assert doc["config"]["arms"] == ["baseline", "fia", "no_vision", "no_vision_full"]
+    assert set(doc["comparisons"]) == {"fia vs baseline", "no_vision vs baseline", "no_vision_full vs baseline",
+                                       "no_vision_full vs no_vision"}
+    on_disk = json.loads((tmp_path / "ablation.json").read_text())
+    assert on_disk["config"]["arms"] == doc["config"]["arms"]
+    fia = [r["test"]["MAE"] for r in doc["arms"]["fia"]["runs"]]
+    bl = [r["test"]["MAE"] for r in doc["arms"]["baseline"]["runs"]]
+    assert doc["comparisons"]["fia vs baseline"]["MAE"]["mean_diff"] == pytest.approx(np.mean(np.subtract(fia, bl)))
+    assert doc["arms"]["no_vision_full"]["modalities"] == ["text", "audio"]
+    md = (tmp_path / "ablation.md").read_text()
+    assert md == format_markdown(doc)
+    for label in ("baseline (w/o InfoEnh)", "+FIA (w/o FIB)", "w/o vision +InfoEnh", "SYNTHETIC"):
+        assert label in md
+    # a second call reuses the finished runs: nothing is retrained
+    monkeypatch.setattr("infoenh.train.runner.fit", lambda *a, **k: pytest.fail("retrained a finished run"))
+    again = run_ablation(ds, base, ["fia", "no_vision_full"], [1111, 1112], tmp_path, n_boot=500)
+    assert again["comparisons"] == doc["comparisons"]
+
+
+def test_unknown_arm_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown arm"):
+        run_ablation({}, TrainConfig(), ["full", "w/o smell"], [1111], tmp_path)
+    assert ablate.TABLE_METRICS[0] == "MAE"

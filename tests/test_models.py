@@ -1,0 +1,253 @@
+"""Host models: shapes, the InfoEnh switches, fidelity details of Self-MM and MISA, bad input."""
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from infoenh.models import MISA, ULGM, SelfMM, build_model, cmd, diff_loss, infoenh_config
+from infoenh.models.encoders import LSTMSeq, StackedBiLSTM
+from infoenh.models.pooling import first_valid, last_valid, masked_mean
+
+DIMS = {"text": 12, "audio": 5, "vision": 7}
+IE = {"d": 8, "k": 4, "ot_iters": 10}
+HOSTS = ["lf", "selfmm", "misa"]
+
+
+def make_batch(B=6, dims=DIMS, lens=(10, 15, 20), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    b = {}
+    for (m, d), L in zip(dims.items(), lens):
+        b[m] = torch.randn(B, L, d, generator=g)
+        n = torch.randint(1, L + 1, (B, 1), generator=g)
+        b[f"{m}_mask"] = torch.arange(L) < n
+    b["label"] = torch.linspace(-2.5, 2.5, B)
+    b["index"] = torch.arange(B)
+    return b
+
+
+def build(name, variant="none", modalities=("text", "audio", "vision"), B=6, **kw):
+    torch.manual_seed(0)
+    m = build_model(name, DIMS, infoenh=variant, modalities=modalities, n_train=B, infoenh_kwargs=IE, **kw)
+    b = make_batch(B)
+    m.init_from_train(b["label"], b["index"])
+    return m, b
+
+
+@pytest.mark.parametrize("name", HOSTS)
+@pytest.mark.parametrize("variant", ["none", "full", "no_fib", "no_fia"])
+def test_forward_backward_every_host_and_switch(name, variant):
+    m, b = build(name, variant)
+    m.train()
+    out = m(b)
+    assert out.pred.shape == (6,)
+    loss, parts = m.training_loss(out, b, epoch=2)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    m.after_backward(out, b, epoch=2)
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert (m.infoenh is None) == (variant == "none")
+    if variant != "none":
+        assert float(parts["infoenh"]) >= 0
+
+
+def test_switches_configure_infoenh():
+    assert infoenh_config("none") is None
+    assert infoenh_config("no_fib") == {"use_fib": False, "use_infonce": False}
+    assert infoenh_config("no_fia", k=3) == {"use_fia": False, "k": 3}
+    m, _ = build("lf", "full")
+    assert m.infoenh.out_dim == 3 * IE["d"] and m.infoenh.use_fib and m.infoenh.use_fia
+    m, _ = build("lf", "no_fib")
+    assert not m.infoenh.use_fib and not m.infoenh.use_infonce and m.infoenh.use_fia
+    m, _ = build("lf", "no_fia")
+    assert m.infoenh.out_dim == IE["d"] and not m.infoenh.use_fia
+    # the fusion reads the enhanced width
+    assert m.mlp[0].in_features == 3 * IE["d"]
+    with pytest.raises(ValueError, match="unknown InfoEnh variant"):
+        infoenh_config("half")
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_modality_removed_builds_on_subset_and_ignores_extra_inputs(name):
+    m, b = build(name, "full", modalities=("audio", "vision"))
+    assert m.modalities == ("audio", "vision")
+    assert m.infoenh.modalities == ("audio", "vision") and m.infoenh.out_dim == 2 * IE["d"]
+    b2 = dict(b)
+    b2["text"] = b["text"] * 100.0          # the removed modality must not matter
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m(b).pred, m(b2).pred)
+    assert not any("text" in k for k in m.state_dict())
+
+
+def test_infonce_only_in_training_with_labels():
+    m, b = build("lf", "full")
+    m.eval()
+    with torch.no_grad():
+        assert float(m(b).aux_loss) == 0.0
+    m.train()
+    assert float(m(b).aux_loss.detach()) > 0.0
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_width_mismatch_names_modality_expected_and_got(name):
+    m, b = build(name)
+    b["audio"] = torch.randn(6, 15, 9)
+    with pytest.raises(ValueError, match=r"'audio'.*expects width 5.*width 9"):
+        m(b)
+
+
+def test_missing_modality_and_bad_values_are_refused():
+    m, b = build("lf")
+    del b["vision"]
+    with pytest.raises(KeyError, match="vision"):
+        m(b)
+    m, b = build("lf")
+    b["text"][0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        m(b)
+    with pytest.raises(KeyError, match="dims has no width"):
+        build_model("lf", {"text": 4, "audio": 3})
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("mult", DIMS)
+    with pytest.raises(ValueError, match="n_train"):
+        build_model("selfmm", DIMS)
+
+
+def test_pooling_with_masks():
+    h = torch.arange(24.0).reshape(2, 4, 3)
+    mask = torch.tensor([[True, True, False, False], [False, True, True, True]])
+    assert torch.equal(last_valid(h, mask), torch.stack([h[0, 1], h[1, 3]]))
+    assert torch.equal(first_valid(h, mask), torch.stack([h[0, 0], h[1, 1]]))
+    assert torch.allclose(masked_mean(h, mask), torch.stack([h[0, :2].mean(0), h[1, 1:].mean(0)]))
+    empty = torch.zeros(2, 4, dtype=torch.bool)
+    assert torch.equal(masked_mean(h, empty), torch.zeros(2, 3))
+
+
+def test_selfmm_lstm_last_step_equals_packed_final_state():
+    """Self-MM keeps linear(h_n) of a packed LSTM; our sequence encoder read at the last real step
+    must give the same vector."""
+    torch.manual_seed(0)
+    enc = LSTMSeq(5, 16, 16).eval()
+    x = torch.randn(4, 12, 5)
+    lengths = torch.tensor([12, 7, 3, 1])
+    mask = torch.arange(12) < lengths[:, None]
+    ours = last_valid(enc(x, mask), mask)
+    _, (h, _) = enc.rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    assert torch.allclose(ours, enc.linear(h[-1]), atol=1e-6)
+
+
+def test_misa_stacked_bilstm_ignores_padding():
+    torch.manual_seed(0)
+    enc = StackedBiLSTM(5)
+    x = torch.randn(3, 9, 5)
+    mask = torch.arange(9) < torch.tensor([[9], [4], [1]])
+    seq, utt = enc(x, mask)
+    assert seq.shape == (3, 9, 20) and utt.shape == (3, 20)
+    x2 = x.clone()
+    x2[~mask] = 1e3                                 # garbage in the padding
+    seq2, utt2 = enc(x2, mask)
+    assert torch.allclose(utt, utt2) and torch.allclose(seq, seq2)
+    assert torch.equal(seq[~mask], torch.zeros_like(seq[~mask]))
+
+
+@pytest.mark.parametrize("make", [lambda: StackedBiLSTM(5), lambda: LSTMSeq(5, 8, 8).eval()])
+def test_recurrent_encoders_accept_padding_at_the_front(make):
+    """Some files pad at the front: the encoders must read the same real steps either way."""
+    torch.manual_seed(0)
+    enc = make()
+    x = torch.randn(2, 7, 5)
+    lengths = torch.tensor([7, 4])
+    end = torch.arange(7) < lengths[:, None]
+    front = torch.flip(end, dims=[1])
+    x_front = torch.zeros_like(x)
+    for i, n in enumerate(lengths.tolist()):
+        x_front[i, 7 - n:] = x[i, :n]
+    a, b = enc(x, end), enc(x_front, front)
+    if isinstance(a, tuple):
+        assert torch.allclose(a[1], b[1], atol=1e-6)          # MISA's utterance vectors
+        a, b = a[0], b[0]
+    assert torch.allclose(last_valid(a, end), last_valid(b, front), atol=1e-6)
+
+
+def test_ulgm_update_rule_by_hand():
+    u = ULGM(4, {"fusion": 2, "text": 2}, H=3.0)
+    y = torch.tensor([2.0, -1.0, 1.0, -2.0])
+    u.init_labels(y, torch.arange(4))
+    assert torch.equal(u.label("text", torch.arange(4)), y)
+    f = {"fusion": torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]),
+         "text": torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 1.0]])}
+    u.update(f, torch.arange(4), epoch=1)           # epoch 1: features and centres only
+    assert torch.equal(u.label("text", torch.arange(4)), y)
+    assert torch.allclose(u.pos_text, f["text"][[0, 2]].mean(0)) and torch.allclose(u.neg_text, f["text"][[1, 3]].mean(0))
+    pos_f, neg_f, pos_t, neg_t = u.pos_fusion.clone(), u.neg_fusion.clone(), u.pos_text.clone(), u.neg_text.clone()
+    u.update(f, torch.tensor([0, 1, 2, 3]), epoch=2)
+    for i in range(4):
+        d_fp, d_fn = (f["fusion"][i] - pos_f).norm(), (f["fusion"][i] - neg_f).norm()
+        d_tp, d_tn = (f["text"][i] - pos_t).norm(), (f["text"][i] - neg_t).norm()
+        df, dt = (d_fn - d_fp) / (d_fp + 1e-8), (d_tn - d_tp) / (d_tp + 1e-8)
+        y_hat = (0.5 * dt / (df + 1e-8) * y[i] + 0.5 * (y[i] + dt - df)).clamp(-3, 3)
+        expect = 1 / 3 * y[i] + 2 / 3 * y_hat
+        assert torch.allclose(u.label_text[i], expect, atol=1e-5)
+    assert torch.equal(u.label_fusion, y)           # the multimodal labels never move
+    with pytest.raises(IndexError, match="training samples"):
+        u.label("text", torch.tensor([4]))
+
+
+def test_selfmm_unimodal_losses_weighted_by_label_gap():
+    m, b = build("selfmm")
+    m.train()
+    out = m(b)
+    _, parts = m.training_loss(out, b, epoch=1)
+    assert all(float(parts[f"uni_{k}"]) == 0.0 for k in m.modalities)  # labels all equal at first
+    m.ulgm.label_audio += 1.0
+    _, parts = m.training_loss(out, b, epoch=1)
+    assert float(parts["uni_audio"]) > 0.0
+    fresh = build_model("selfmm", DIMS, n_train=6)
+    with pytest.raises(RuntimeError, match="init_from_train"):
+        fresh.training_loss(fresh.train()(b), b, 1)
+
+
+def test_selfmm_param_groups_follow_mmsa():
+    m, _ = build("selfmm", "full")
+    groups = {g["name"]: g for g in m.param_groups()}
+    assert groups["audio"]["lr"] == 5e-3 and groups["vision"]["lr"] == 5e-3 and groups["other"]["lr"] == 1e-3
+    n = sum(len(g["params"]) for g in groups.values())
+    assert n == len([p for p in m.parameters() if p.requires_grad])
+    assert all(g["lr"] == 0.01 for g in m.param_groups(lr=0.01))
+
+
+def test_cmd_and_diff_loss():
+    torch.manual_seed(0)
+    x = torch.randn(16, 8, requires_grad=True)
+    assert float(cmd(x, x).detach()) == 0.0
+    cmd(x, x).backward()
+    assert torch.isfinite(x.grad).all()             # no NaN gradient at zero discrepancy
+    assert float(cmd(x, x + 1.0).detach()) == pytest.approx(float((torch.ones(8)).norm()), rel=1e-5)
+    a = torch.zeros(4, 2)
+    a[:, 0] = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    bb = torch.zeros(4, 2)
+    bb[:, 1] = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    assert float(diff_loss(a, bb)) == pytest.approx(0.0, abs=1e-8)
+    assert float(diff_loss(a, a)) > 0.1
+
+
+def test_misa_loss_parts_and_single_pair():
+    m, b = build("misa", modalities=("text", "audio"))
+    m.train()
+    out = m(b)
+    total, parts = m.training_loss(out, b, 1)
+    expect = parts["task"] + 0.1 * parts["diff"] + 0.3 * parts["sim"] + 1.0 * parts["recon"]
+    assert torch.allclose(total.detach(), expect)
+    assert isinstance(m, MISA) and m.fusion[0].in_features == 4 * 128
+
+
+def test_bf16_autocast_path_runs_recurrences_and_infoenh_in_fp32():
+    """The CUDA path uses bf16 autocast; the same construction is exercised on the CPU."""
+    m, b = build("selfmm", "full")
+    m.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(b)
+        loss, _ = m.training_loss(out, b, 1)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert isinstance(m, SelfMM)
