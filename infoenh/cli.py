@@ -17,6 +17,7 @@ from . import __version__
 COMMAND_MODULES: List[str] = [
     "infoenh.data.cli",       # infoenh data synth | check | download
     "infoenh.train.cli",      # infoenh train | ablate
+    "infoenh.teaching.cli",   # infoenh teach student
 ]
 
 # Errors a command may raise on bad input: printed as one clear message, exit code 1.

@@ -1,0 +1,22 @@
+"""Classroom support: automatic checks students call from the notebooks, and the tool that turns
+the book's chapters into student versions (solutions removed, checks kept).
+
+- :mod:`infoenh.teaching.checks`   ``check_*`` functions comparing a student's answer with the package
+- :mod:`infoenh.teaching.student`  ``make_student_notebook`` and ``write_student_versions``
+- ``infoenh teach student notebooks/*.ipynb --out student/``  the same from the command line
+"""
+from .checks import (
+    ExerciseError,
+    check_answer,
+    check_cosine_cost,
+    check_hard_mask,
+    check_infonce,
+    check_metric,
+    check_sinkhorn,
+    check_topk,
+)
+
+__all__ = [
+    "ExerciseError", "check_answer", "check_cosine_cost", "check_hard_mask", "check_infonce",
+    "check_metric", "check_sinkhorn", "check_topk",
+]
