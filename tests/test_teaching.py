@@ -11,8 +11,8 @@ from nbclient import NotebookClient
 
 from infoenh.cli import main as cli_main
 from infoenh.teaching import (
-    ExerciseError, check_answer, check_cosine_cost, check_hard_mask, check_infonce, check_metric,
-    check_sinkhorn, check_topk,
+    ExerciseError, check_answer, check_barycentric_map, check_cosine_cost, check_function, check_hard_mask,
+    check_infonce, check_metric, check_sinkhorn, check_topk,
 )
 from infoenh.teaching.student import has_exercises, make_student_notebook
 
@@ -108,6 +108,43 @@ def test_infonce_and_metric_checks():
     with pytest.raises(ExerciseError):
         check_answer(0.4, 0.5)
 
+
+def test_barycentric_map_check_needs_each_rows_own_mass():
+    def barycentric(plan, target):
+        a = plan.sum(1, keepdims=True)
+        return np.where(a > 0, plan @ target / np.where(a > 0, a, 1.0), 0.0)
+
+    assert check_barycentric_map(barycentric)
+    k_times = lambda P, T: P.shape[0] * (P @ T)  # noqa: E731  right only without padding
+    with pytest.raises(ExerciseError, match="padding.*largest difference"):
+        check_barycentric_map(k_times)
+    with np.errstate(all="ignore"), pytest.raises(ExerciseError, match="NaN"):
+        check_barycentric_map(lambda P, T: P @ T / P.sum(1, keepdims=True))  # 0 / 0 on padded steps
+    with pytest.raises(ExerciseError, match="no padding.*largest difference"):
+        check_barycentric_map(lambda P, T: P @ T)  # forgot to divide by the mass
+    with pytest.raises(ExerciseError, match="shape"):
+        check_barycentric_map(lambda P, T: (P @ T).T)
+
+def test_function_check_compares_every_case_and_reports_stubs(capsys):
+    import torch
+
+    cases = [("tau 0.5", (0.5,), np.log1p(np.exp(-4.0))), ("tau 1", (1.0,), torch.tensor(np.log1p(np.exp(-2.0))))]
+    assert check_function(lambda tau: np.log1p(np.exp(-2 / tau)), cases, name="ceiling")
+    assert "✔ ceiling: correct (2 cases)" in capsys.readouterr().out
+    with pytest.raises(ExerciseError, match="case tau 1: largest difference"):
+        check_function(lambda tau: np.log1p(np.exp(-4.0)), cases, name="ceiling")  # fits one case only
+    pair = [("counts", (3, 1), (0.75, torch.tensor(0.5)))]
+    assert check_function(lambda a, b: (a / (a + b), torch.tensor(0.5, requires_grad=True)), pair)
+    with pytest.raises(ExerciseError, match="shape"):
+        check_function(lambda a, b: a / (a + b), pair)
+    with pytest.raises(ExerciseError, match="not written yet"):
+        check_function(lambda a, b: (_ for _ in ()).throw(NotImplementedError("todo")), pair)
+    with pytest.raises(ExerciseError, match="returned None"):
+        check_function(lambda a, b: None, pair)
+    with pytest.raises(ExerciseError, match="could not read"):
+        check_function(lambda a, b: "three quarters", pair)
+    with pytest.raises(ValueError, match="at least one"):
+        check_function(lambda: 0, [])
 
 def _fixture_notebook() -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()

@@ -8,7 +8,9 @@ the book's chapters into student versions (solutions removed, checks kept).
 from .checks import (
     ExerciseError,
     check_answer,
+    check_barycentric_map,
     check_cosine_cost,
+    check_function,
     check_hard_mask,
     check_infonce,
     check_metric,
@@ -17,6 +19,6 @@ from .checks import (
 )
 
 __all__ = [
-    "ExerciseError", "check_answer", "check_cosine_cost", "check_hard_mask", "check_infonce",
-    "check_metric", "check_sinkhorn", "check_topk",
+    "ExerciseError", "check_answer", "check_barycentric_map", "check_cosine_cost", "check_function",
+    "check_hard_mask", "check_infonce", "check_metric", "check_sinkhorn", "check_topk",
 ]

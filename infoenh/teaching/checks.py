@@ -23,16 +23,24 @@ def _ok(name: str, detail: str) -> bool:
     return True
 
 
-def _call(fn: Callable, name: str, *args):
+def _invoke(fn: Callable, name: str, *args):
+    """Run the student's function; an unwritten stub becomes a friendly ExerciseError."""
     try:
-        out = fn(*args)
+        return fn(*args)
     except NotImplementedError as exc:
         raise ExerciseError(f"{name}: not written yet ({exc}); replace the `raise NotImplementedError` line") from None
+
+
+def _as_array(out, name: str) -> np.ndarray:
     if isinstance(out, torch.Tensor):
         out = out.detach().cpu().numpy()
     if out is None:
         raise ExerciseError(f"{name}: your function returned None; did you forget `return`?")
     return np.asarray(out)
+
+
+def _call(fn: Callable, name: str, *args) -> np.ndarray:
+    return _as_array(_invoke(fn, name, *args), name)
 
 
 def _close(name: str, case: str, got: np.ndarray, want: np.ndarray, atol: float, hint: str) -> None:
@@ -125,12 +133,12 @@ def check_hard_mask(fn: Callable, threshold: float = 0.5) -> bool:
     """Check ``fn(gate [k, d], threshold) -> (hard [k, d], soft [k, d])`` of FIB's eq. 2."""
     g = np.array([[0.2, 0.5, 0.51], [0.9, 0.0, 1.0]])
     hard, soft = (g > threshold).astype(float), (g > threshold) * g
-    out = fn(g.copy(), threshold)
+    out = _invoke(fn, "hard_mask", g.copy(), threshold)
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise ExerciseError("hard_mask: return a pair (hard, soft)")
-    _close("hard_mask", "hard", _call(lambda: out[0], "hard_mask").astype(float), hard, 0,
+    _close("hard_mask", "hard", _as_array(out[0], "hard_mask").astype(float), hard, 0,
            "the hard mask is 1 where the gate is strictly above the threshold")
-    _close("hard_mask", "soft", _call(lambda: out[1], "hard_mask").astype(float), soft, 1e-12,
+    _close("hard_mask", "soft", _as_array(out[1], "hard_mask").astype(float), soft, 1e-12,
            "the soft mask is the hard mask times the gate")
     return _ok("hard_mask", "hard and soft masks match eq. 2")
 
@@ -166,3 +174,75 @@ def check_metric(fn: Callable, key: str, *, atol: float = 1e-9) -> bool:
     _close(key, "12 clips with labels at 0 and at +-0.5/1.5/2.5", got, want, atol,
            "see the metric's definition in chapter 1 (ties round to even; Non0 drops labels equal to 0)")
     return _ok(key, f"{float(want):.4f}")
+
+
+def _barycentric_cases():
+    """(case, plan [k, k], target [k, d], reference [k, d]) from :func:`infoenh.fia.fia`'s token
+    reading on two modalities, without and with padding."""
+    from ..fia import fia
+
+    g = torch.Generator().manual_seed(4)
+    feats = {"text": torch.randn(1, 5, 3, generator=g, dtype=torch.float64),
+             "audio": 2.0 + torch.randn(1, 5, 3, generator=g, dtype=torch.float64)}
+    padded = {"text": torch.tensor([[True, True, True, False, False]]),
+              "audio": torch.tensor([[True, True, True, True, False]])}
+    cases = []
+    for case, masks in (("5 steps each, no padding (uniform weights 1/5)", None),
+                        ("padding: 3 real source steps, 4 real target steps", padded)):
+        out = fia(feats, masks, reg=0.1, mode="token", max_iter=5000, tol=1e-12)
+        p = out.pairs.index(("text", "audio"))
+        cases.append((case, out.plans[0, p].numpy(), feats["audio"][0].numpy(),
+                      out.enhanced["text"][0, :, 3:6].numpy()))
+    return cases
+
+
+def check_barycentric_map(fn: Callable, *, atol: float = 1e-8) -> bool:
+    """Check ``fn(plan [n, m], target [m, d]) -> [n, d]``, the barycentric map of a transport plan:
+    row s is ``sum_t plan[s, t] * target[t] / a_s`` with ``a_s = sum_t plan[s, t]`` the mass that
+    source point s sends (0 for a point that sends none, such as a padded step). Compared with
+    E_{text->audio} of :func:`infoenh.fia.fia` (``mode="token"``), which is ``k * P @ E_audio`` with
+    uniform weights 1/k and no padding."""
+    name = "barycentric_map"
+    cases = _barycentric_cases()
+    for case, plan, target, want in cases:
+        got = _call(fn, name, plan.copy(), target.copy()).astype(float)
+        _close(name, case, got, want, atol,
+               "divide each row of P @ target by that row's own mass a_s = P[s].sum() (k only when the "
+               "weights are uniform over all k steps), and give 0 to rows with no mass (padded steps)")
+    return _ok(name, f"{len(cases)} plans within {atol:g} of infoenh.fia.fia's token transport")
+
+
+def _as_floats(x, what: str) -> np.ndarray:
+    """A number, array, tensor, or a (nested) tuple / list of them of one shape -> float array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy().astype(float)
+    if isinstance(x, (tuple, list)):
+        parts = [_as_floats(v, what) for v in x]
+        if len({p.shape for p in parts}) > 1:
+            raise ExerciseError(f"{what}: the parts have different shapes {[p.shape for p in parts]}")
+        return np.stack(parts) if parts else np.zeros(0)
+    try:
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise ExerciseError(f"{what}: could not read {type(x).__name__} {x!r:.80} as numbers") from None
+
+
+def check_function(fn: Callable, cases: Sequence, *, name: str = "answer", atol: float = 1e-6,
+                   hint: str = "recompute it step by step") -> bool:
+    """Check a function the student wrote for an exercise whose answer is a formula or a number.
+
+    ``cases`` is a sequence of ``(case, args, expected)``: ``fn(*args)`` must match ``expected``
+    within ``atol``, where both may be a number, an array, a tensor, or a tuple / list of them of
+    one shape (a pair of numbers, two matrices). The notebook computes each ``expected`` with the
+    package, on the exercise's own values and on a few others, so a formula that only fits the
+    exercise's numbers is caught. A stub that still raises ``NotImplementedError`` is reported as
+    "not written yet", like the other checks."""
+    cases = list(cases)
+    if not cases:
+        raise ValueError("check_function needs at least one (case, args, expected)")
+    for case, args, expected in cases:
+        out = _invoke(fn, name, *args)
+        if out is None:
+            raise ExerciseError(f"{name}: your function returned None; did you forget `return`?")
+        _close(name, str(case), _as_floats(out, name), _as_floats(expected, f"{name} (expected)"), atol, hint)
+    return _ok(name, f"{len(cases)} case{'s' if len(cases) > 1 else ''}")
