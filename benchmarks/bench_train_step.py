@@ -17,7 +17,12 @@ steps, each variant in a fresh subprocess (the CPU allocator has no counter, tra
 see torch's buffers). Linux only.
 
 Target (project): InfoEnh step <= 1.25 x the host's step. ``--profile`` prints the top operators
-of the full variant.
+of the full variant; ``--breakdown`` the forward time of InfoEnh's parts (input checks, FIB, its
+top-k + kept-row projection, InfoNCE, FIA, Sinkhorn) and of the whole backward pass.
+
+On a shared machine, ``--clock cpu`` times with this process's CPU time instead of wall time
+(one CPU thread only): other processes then no longer inflate the numbers, though they still
+compete for caches. Results: ``benchmarks/README.md``.
 """
 from __future__ import annotations
 
@@ -70,7 +75,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_variants(host, variants, ds, batch, device, amp, ie_kwargs, rounds, steps, warmup):
+def time_variants(host, variants, ds, batch, device, amp, ie_kwargs, rounds, steps, warmup, clock=time.perf_counter):
     fns = {v: make_step(host, v, ds, batch, device, amp, ie_kwargs) for v in variants}
     for fn in fns.values():
         for _ in range(warmup):
@@ -79,11 +84,11 @@ def time_variants(host, variants, ds, batch, device, amp, ie_kwargs, rounds, ste
     for _ in range(rounds):
         for v, fn in fns.items():                       # interleaved: every round runs every variant
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(steps):
                 fn()
             _sync(device)
-            best[v] = min(best[v], (time.perf_counter() - t0) / steps)
+            best[v] = min(best[v], (clock() - t0) / steps)
     return best
 
 
@@ -157,21 +162,30 @@ def _labelled(fn, label):
 
 def breakdown_full(host, ds, batch, device, amp, ie_kwargs, steps=3) -> dict:
     """Forward-pass CPU time (ms per step) of InfoEnh's parts in the full variant, from profiler
-    ranges put around them for the measurement only: the input checks (``check_tensor`` of every
-    InfoEnh module), FIB (projection + top-k + gate, all modalities), top-k pooling alone, InfoNCE,
-    FIA (cost matrices + Sinkhorn + barycentric maps). Backward time is not attributed."""
+    ranges put around them for the measurement only: the input checks of every InfoEnh module
+    (``check_tensor`` / ``check_finite``), FIB (projection + top-k + gate, all modalities),
+    top-k selection and the projection of the kept rows, InfoNCE, FIA (cost matrices + Sinkhorn +
+    barycentric maps) and Sinkhorn alone; the host's batch checks; and, from the same profile,
+    the backward pass of the whole step (autograd engine time). Ranges nest: FIB contains top-k,
+    FIA contains Sinkhorn, InfoEnh total contains all but the host checks and backward."""
     import infoenh.fia
     import infoenh.fib
     import infoenh.infonce
+    import infoenh.models.base
     import infoenh.module
     import infoenh.ot
     from torch.profiler import profile
 
-    patches = [(infoenh.fib.FIB, "forward", "ie:FIB"), (infoenh.fib.TopKPool, "forward", "ie:topk"),
+    patches = [(infoenh.fib.FIB, "forward", "ie:FIB"), (infoenh.fib.FIB, "_pool", "ie:topk+proj"),
+               (infoenh.fib.TopKPool, "forward", "ie:TopKPool.forward"),
                (infoenh.module, "sentiment_infonce", "ie:InfoNCE"), (infoenh.module, "fia", "ie:FIA"),
-               (infoenh.module.InfoEnh, "forward", "ie:InfoEnh total")]
-    patches += [(mod, "check_tensor", "ie:check_tensor") for mod in
-                (infoenh.fib, infoenh.module, infoenh.fia, infoenh.infonce, infoenh.ot) if hasattr(mod, "check_tensor")]
+               (infoenh.fia, "sinkhorn", "ie:Sinkhorn"),
+               (infoenh.module.InfoEnh, "forward", "ie:InfoEnh total"),
+               (infoenh.models.base.HostModel, "check_batch", "ie:host checks")]
+    patches += [(mod, fn, "ie:checks") for mod in
+                (infoenh.fib, infoenh.module, infoenh.fia, infoenh.infonce, infoenh.ot)
+                for fn in ("check_tensor", "check_finite") if hasattr(mod, fn)]
+    patches = [(obj, name, label) for obj, name, label in patches if hasattr(obj, name)]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, label in patches:
@@ -192,6 +206,8 @@ def breakdown_full(host, ds, batch, device, amp, ie_kwargs, steps=3) -> dict:
     for ev in prof.key_averages():
         if ev.key.startswith("ie:"):
             out[ev.key[3:]] = ev.cpu_time_total / 1000 / steps
+        elif ev.key.startswith("autograd::engine::evaluate_function"):
+            out["backward"] = out.get("backward", 0.0) + ev.cpu_time_total / 1000 / steps
     return out
 
 
@@ -206,18 +222,25 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=3, help="steps per round")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: time.perf_counter; cpu: time.process_time, this process's CPU time (user + "
+                        "system), robust to other processes on a shared machine (CPU device, one thread only)")
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--profile", action="store_true", help="print the top operators of each host's full variant")
     p.add_argument("--breakdown", action="store_true",
-                   help="forward time of InfoEnh's parts (checks, FIB, top-k, InfoNCE, FIA) in the full variant")
+                   help="forward time of InfoEnh's parts (checks, FIB, top-k, InfoNCE, FIA, Sinkhorn) in the "
+                        "full variant")
     p.add_argument("--json", default=None, help="also write the numbers to this file")
     p.add_argument("--_memory-child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.clock == "cpu" and (device.type != "cpu" or torch.get_num_threads() != 1):
+        p.error("--clock cpu measures one CPU thread: use it with --device cpu --threads 1")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     amp = not args.no_amp
     ie = {"k": args.k, "d": args.d}
 
@@ -230,14 +253,14 @@ def main(argv=None) -> int:
     print(f"device {device} | threads {torch.get_num_threads()} | torch {torch.__version__} | amp "
           f"{amp and device.type == 'cuda'} | InfoEnh k={args.k} d={args.d} | SYNTHETIC MOSI-shaped batches "
           f"(text 50x768, audio 375x5, vision 500x20) | min over {args.rounds} interleaved rounds of "
-          f"{args.steps} steps")
+          f"{args.steps} steps | clock {args.clock}")
     print(f"{'host':7s} {'batch':>5s} {'variant':8s} {'step ms':>9s} {'ratio':>6s} {'peak MB':>8s}")
     results = []
     for host in args.hosts:
         bs = args.batch_size or TRAIN_DEFAULTS[host]["batch_size"]
         ds, batch = make_batch(bs)
         variants = ["none"] + [v for v in args.variants if v != "none"]
-        t = time_variants(host, variants, ds, batch, device, amp, ie, args.rounds, args.steps, args.warmup)
+        t = time_variants(host, variants, ds, batch, device, amp, ie, args.rounds, args.steps, args.warmup, clock)
         for v in variants:
             mem = None
             if not args.no_memory:
@@ -257,7 +280,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(device), "threads": torch.get_num_threads(), "k": args.k, "d": args.d,
-                       "results": results}, f, indent=2)
+                       "clock": args.clock, "results": results}, f, indent=2)
     return 0
 
 

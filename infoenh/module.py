@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ._validate import MODALITIES, check_mask, check_modalities, check_positive_int, check_same_batch, check_tensor
+from ._validate import (MODALITIES, check_finite, check_mask, check_modalities, check_positive_int, check_same_batch,
+                        check_tensor)
 from .fia import FIA_MODES, fia
 from .fib import FIB
 from .infonce import NEGATIVES, sentiment_infonce
@@ -30,7 +31,8 @@ class InfoEnhOutput(NamedTuple):
     seqs: Dict[str, Tensor]         # modality -> [B, k, out_dim]
     masks: Dict[str, Tensor]        # modality -> [B, k] bool, True for real rows
     aux_loss: Tensor                # 0-dim, alpha * sum of InfoNCE terms (0 when off or no labels)
-    diagnostics: Dict[str, float]   # kept_frac_<m>, infonce_<m>, no_negative, ot_iters_mean, ot_converged_frac
+    diagnostics: Dict[str, Tensor]  # 0-dim detached tensors: kept_frac_<m>, infonce_<m>, no_negative,
+                                    # ot_iters_mean, ot_converged_frac (see InfoEnh.forward)
 
 
 class InfoEnh(nn.Module):
@@ -84,32 +86,47 @@ class InfoEnh(nn.Module):
                 raise KeyError(f"{name} must have exactly the keys {list(self.modalities)} this InfoEnh was built "
                                f"with; missing {missing}, unexpected {extra}")
         for m in self.modalities:
-            check_tensor(seqs[m], f"seqs[{m!r}]", ndim=3)
+            check_tensor(seqs[m], f"seqs[{m!r}]", ndim=3, finite=False)
             if seqs[m].shape[-1] != self.in_dims[m]:
                 raise ValueError(f"seqs[{m!r}] has width {seqs[m].shape[-1]}, but in_dims[{m!r}] = {self.in_dims[m]}")
+            if seqs[m].shape[1] < 1:
+                raise ValueError(f"seqs[{m!r}] has no time steps (shape {tuple(seqs[m].shape)})")
         B = check_same_batch({m: seqs[m] for m in self.modalities}, "InfoEnh")
         if masks is not None:
             masks = {m: check_mask(masks[m], f"masks[{m!r}]", seqs[m].shape[:2]) for m in self.modalities}
         if labels is not None:
-            check_tensor(labels, "labels", ndim=1)
+            check_tensor(labels, "labels", ndim=1, finite=False)
             if labels.shape[0] != B:
                 raise ValueError(f"labels has {labels.shape[0]} entries but the batch has {B} samples")
+        # NaN / inf: one reduction per tensor and a single host sync for all of them
+        check_finite({**{f"seqs[{m!r}]": seqs[m] for m in self.modalities}, "labels": labels})
         return masks
 
     def forward(self, seqs: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None,
                 labels: Optional[Tensor] = None) -> InfoEnhOutput:
-        """seqs: modality -> [B, L_m, d_m]; masks: modality -> [B, L_m] bool or None; labels: [B] or None."""
+        """seqs: modality -> [B, L_m, d_m]; masks: modality -> [B, L_m] bool or None; labels: [B] or None.
+
+        The inputs are checked once, here (shapes, keys, masks, and NaN/inf with one host sync for
+        all modalities); FIB then runs without repeating the checks on the whole sequences.
+
+        ``diagnostics`` holds 0-dim detached tensors on the inputs' device, not Python floats,
+        so that a training step never waits for the device to read them: ``kept_frac_<m>``
+        (FIB's share of kept features), ``infonce_<m>`` and ``no_negative`` (with labels and
+        InfoNCE on), ``ot_iters_mean`` and ``ot_converged_frac`` (with FIA). Read one with
+        ``float(v)``; accumulate them as tensors and convert once per epoch or log line.
+        """
         masks = self._check(seqs, masks, labels)
-        diag: Dict[str, float] = {}
-        out = {m: self.fib[m](seqs[m], None if masks is None else masks[m]) for m in self.modalities}
+        diag: Dict[str, Tensor] = {}
+        out = {m: self.fib[m](seqs[m], None if masks is None else masks[m], validate=False) for m in self.modalities}
         aux = seqs[self.modalities[0]].new_zeros(())
         for m, o in out.items():
-            diag[f"kept_frac_{m}"] = float(o.kept_frac)
+            diag[f"kept_frac_{m}"] = o.kept_frac.detach()
             if self.use_infonce and labels is not None:
                 r = sentiment_infonce(o.e, o.z, labels, o.mask, tau=self.tau, negatives=self.negatives)
                 aux = aux + r.loss
-                diag[f"infonce_{m}"] = float(r.loss.detach())
-                diag["no_negative"] = float(r.n_no_negative)   # the same for every modality: it depends on labels only
+                diag[f"infonce_{m}"] = r.loss.detach()
+                # the same for every modality: it depends on the labels only (already a Python int)
+                diag["no_negative"] = torch.full((), float(r.n_no_negative), device=aux.device)
         aux = self.alpha * aux
         z = {m: o.z for m, o in out.items()}
         row_masks = {m: o.mask for m, o in out.items()}
@@ -117,6 +134,6 @@ class InfoEnh(nn.Module):
             f = fia(z, row_masks, reg=self.reg, mode=self.fia_mode, max_iter=self.ot_iters,
                     detach_plan=self.detach_plan)
             z = f.enhanced
-            diag["ot_iters_mean"] = float(f.n_iter.float().mean())
-            diag["ot_converged_frac"] = float(f.converged.float().mean())
+            diag["ot_iters_mean"] = f.n_iter.detach().float().mean()
+            diag["ot_converged_frac"] = f.converged.detach().float().mean()
         return InfoEnhOutput(seqs=z, masks=row_masks, aux_loss=aux, diagnostics=diag)

@@ -201,3 +201,83 @@ def test_bad_construction():
         FIB(5, 8, 3, threshold=1.5)
     with pytest.raises(TypeError, match="torch.Tensor"):
         _fib()([[1.0]])
+
+
+# ----- the kept-rows-only computation equals the straightforward formulation ----------------------
+
+def _reference_fib(fib, x, mask):
+    """FIB as the method reads, written the obvious way: project all L steps, score them all,
+    keep the k best real ones in time order, scale (learned), gate. Returns (e, z, e_mask, idx, hard)."""
+    h = fib.proj(x)                                                       # [B, L, d] all steps
+    B, L, d = h.shape
+    k = fib.pool.k
+    s = fib.pool.w(h).squeeze(-1) if fib.pool.score == "learned" else h.norm(dim=-1)
+    n = min(k, L)
+    top = s.detach().masked_fill(~mask, float("-inf")).topk(n, dim=1).indices
+    real = mask.gather(1, top)
+    order = (top + L * (~real).long()).argsort(dim=1)
+    top, real = top.gather(1, order), real.gather(1, order)
+    e = h.gather(1, top.unsqueeze(-1).expand(B, n, d))
+    if fib.pool.score == "learned":
+        e = e * torch.sigmoid(s.gather(1, top)).unsqueeze(-1)
+    e = e * real.unsqueeze(-1).float()
+    idx = top.masked_fill(~real, -1)
+    if n < k:
+        e = torch.cat([e, e.new_zeros(B, k - n, d)], 1)
+        real = torch.cat([real, real.new_zeros(B, k - n)], 1)
+        idx = torch.cat([idx, idx.new_full((B, k - n), -1)], 1)
+    row = real.unsqueeze(-1).float()
+    if fib.gate is None:
+        return e, e, real, idx, row.expand_as(e)
+    g = torch.sigmoid(fib.gate(e))
+    hard = (g > fib.threshold).float() * row
+    return e, e * hard * g, real, idx, hard
+
+
+@pytest.mark.parametrize("score", ["learned", "norm"])
+@pytest.mark.parametrize("gate", [True, False])
+@pytest.mark.parametrize("L", [3, 40])                       # fewer steps than k, and many more
+def test_fib_equals_the_project_everything_reference(score, gate, L):
+    torch.manual_seed(1)
+    fib = FIB(7, 16, 6, score=score, gate=gate)
+    x = torch.randn(5, L, 7, requires_grad=True)
+    mask = torch.rand(5, L) < 0.7
+    mask[0] = True
+    mask[1] = False                                          # a sample with no real step
+    mask[2, : L // 2] = False                                # padding at the front
+    out = fib(x, mask)
+    e, z, m, idx, hard = _reference_fib(fib, x, mask)
+    assert torch.equal(out.idx, idx) and torch.equal(out.mask, m) and torch.equal(out.hard, hard)
+    torch.testing.assert_close(out.e, e, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.z, z, rtol=1e-5, atol=1e-6)
+    # gradients of every parameter and of the input are those of the reference as well
+    w = torch.randn_like(z)
+    ours = torch.autograd.grad((out.z * w).sum() + out.e.square().sum(), [x, *fib.parameters()])
+    ref = torch.autograd.grad((z * w).sum() + e.square().sum(), [x, *fib.parameters()])
+    for (name, _), a, b in zip([("x", x), *fib.named_parameters()], ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_learned_ranking_in_input_space_matches_projected_scores():
+    """s = w^T (W x + b) = (W^T w)^T x + w^T b: the kept steps are those the projected scores rank
+    first (random data: no ties within rounding)."""
+    fib = _fib(in_dim=9, d=12, k=5)
+    x = torch.randn(8, 30, 9)
+    s = fib.pool.w(fib.proj(x)).squeeze(-1)
+    out = fib(x)
+    expect = s.topk(5, dim=1).indices.sort(dim=1).values
+    assert torch.equal(out.idx, expect)
+
+
+def test_validate_false_skips_only_the_checks():
+    fib = _fib()
+    x = torch.randn(3, 10, 5)
+    mask = torch.rand(3, 10) < 0.6
+    a, b = fib(x, mask), fib(x, mask, validate=False)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+    e1 = fib.pool(fib.proj(x), mask)
+    e2 = fib.pool(fib.proj(x), mask, validate=False)
+    assert all(torch.equal(u, v) for u, v in zip(e1, e2))
+    with pytest.raises(ValueError, match="NaN"):             # the public default still checks
+        fib.pool(torch.full((1, 4, 8), float("nan")))

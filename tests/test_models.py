@@ -251,3 +251,98 @@ def test_bf16_autocast_path_runs_recurrences_and_infoenh_in_fp32():
     loss.backward()
     assert torch.isfinite(loss)
     assert isinstance(m, SelfMM)
+
+
+# ----- pooling after InfoEnh: attention sees the transport plan, a mean cannot -------------------
+
+def test_attention_pool_weights_real_rows_only():
+    from infoenh.models.pooling import AttentionPool
+
+    torch.manual_seed(0)
+    att = AttentionPool(3)
+    h = torch.randn(3, 5, 3, requires_grad=True)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
+    u = att(h, mask)
+    s = att.score(h).squeeze(-1)
+    for b in range(2):
+        real = mask[b]
+        expect = torch.softmax(s[b, real], 0) @ h[b, real]
+        torch.testing.assert_close(u[b], expect)
+    assert torch.equal(u[2], torch.zeros(3))                 # no real row: zeros, not NaN
+    h2 = h.detach().clone()
+    h2[~mask] = 1e4                                          # padding content never matters
+    torch.testing.assert_close(att(h2, mask), u.detach())
+    u.sum().backward()
+    assert torch.isfinite(h.grad).all() and torch.isfinite(att.score.weight.grad).all()
+    assert torch.equal(h.grad[~mask], torch.zeros_like(h.grad[~mask]))
+    assert torch.allclose(att(h.detach()), torch.softmax(s.detach(), 1).unsqueeze(1).bmm(h.detach()).squeeze(1))
+    with pytest.raises(ValueError, match="expects h"):
+        att(torch.randn(2, 4, 5))
+
+
+def _fia_pooled(feats, masks, reg, pool, detach_plan=False):
+    from infoenh.fia import fia
+
+    f = fia(feats, masks, reg=reg, max_iter=3000, tol=1e-10, detach_plan=detach_plan)
+    assert bool(f.converged.all())                           # the identity needs exact marginals
+    return {m: pool(f.enhanced[m], masks[m]) for m in feats}
+
+
+def test_mean_pooling_makes_the_token_plan_inert_attention_does_not():
+    """Token reading: mean_r (diag(a)^-1 P E_j)[r] = sum_c (sum_r P_rc) E_j[c] = mean(E_j) for any
+    plan whose columns sum to b. So after a masked mean the plan changes nothing (outputs for
+    reg 0.1 and 5.0 agree) and sends no gradient (grads with and without detach_plan agree);
+    after attention pooling it does both."""
+    from infoenh.models.pooling import AttentionPool
+
+    torch.manual_seed(0)
+    names = ("text", "audio", "vision")
+    feats = {m: torch.randn(4, 5, 6, dtype=torch.float64, requires_grad=True) for m in names}
+    masks = {m: torch.ones(4, 5, dtype=torch.bool) for m in names}
+    masks["audio"][1, 3:] = False
+    att = AttentionPool(18).double()
+    for pool, inert in ((masked_mean, True), (att, False)):
+        sharp, flat = _fia_pooled(feats, masks, 0.1, pool), _fia_pooled(feats, masks, 5.0, pool)
+        gap = max(float((sharp[m] - flat[m]).detach().abs().max()) for m in names)
+        assert (gap < 1e-8) if inert else (gap > 1e-2), (pool, gap)
+        grads = []
+        for detach in (False, True):
+            out = _fia_pooled(feats, masks, 0.1, pool, detach_plan=detach)
+            loss = sum(v.square().sum() for v in out.values())
+            grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(feats.values()))]))
+        through_plan = float((grads[0] - grads[1]).abs().max() / grads[1].abs().max())   # relative
+        assert (through_plan < 1e-6) if inert else (through_plan > 1e-3), (pool, through_plan)
+
+
+def test_hosts_pool_with_attention_after_infoenh_by_default():
+    ie = {**IE, "ot_iters": 2000}
+    preds = {}
+    for how in ("attention", "mean"):
+        for reg in (0.1, 5.0):
+            torch.manual_seed(0)                            # same weights: reg is not a parameter
+            m = build_model("lf", DIMS, infoenh="full", infoenh_kwargs={**ie, "reg": reg},
+                            **({} if how == "attention" else {"pool": how})).eval()
+            assert m.pool_how == how and hasattr(m, "row_pool") == (how == "attention")
+            with torch.no_grad():
+                preds[how, reg] = m(make_batch()).pred
+    assert float((preds["attention", 0.1] - preds["attention", 5.0]).abs().max()) > 1e-4
+    torch.testing.assert_close(preds["mean", 0.1], preds["mean", 5.0], rtol=1e-4, atol=1e-5)
+    for name in ("selfmm", "misa"):
+        m, _ = build(name, "full")
+        assert m.pool_how == "attention" and set(m.row_pool) == set(m.modalities)
+        assert build(name, "none")[0].pool_how == "attention" and not hasattr(build(name, "none")[0], "row_pool")
+    with pytest.raises(ValueError, match="pool"):
+        build_model("lf", DIMS, infoenh="full", pool="max")
+
+
+def test_plan_gradient_reaches_fib_under_attention_pooling():
+    """With detach_plan=False the gradient through the plan changes FIB's parameter gradients."""
+    grads = {}
+    for detach in (False, True):
+        torch.manual_seed(0)
+        m = build_model("lf", DIMS, infoenh="full", infoenh_kwargs={**IE, "detach_plan": detach})
+        m.train()
+        b = make_batch()
+        m(b).pred.sum().backward()
+        grads[detach] = m.infoenh.fib["text"].proj.weight.grad.clone()
+    assert float((grads[False] - grads[True]).abs().max()) > 1e-6

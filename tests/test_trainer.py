@@ -210,3 +210,27 @@ def test_config_defaults_and_checks():
     with pytest.raises(RuntimeError, match="no CUDA"):
         trainer.resolve_device("cuda") if not torch.cuda.is_available() else (_ for _ in ()).throw(
             RuntimeError("no CUDA (skip)"))
+
+
+def test_epoch_diagnostics_are_means_of_the_step_tensors(tiny, monkeypatch):
+    """InfoEnh's diagnostics stay tensors during the epoch (no host sync per value) and the
+    epoch record holds their means as floats."""
+    from infoenh.module import InfoEnh
+
+    seen = []
+    real_forward = InfoEnh.forward
+
+    def spy(self, *a, **k):
+        out = real_forward(self, *a, **k)
+        assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in out.diagnostics.values())
+        seen.append({k: float(v) for k, v in out.diagnostics.items()})
+        return out
+
+    monkeypatch.setattr(InfoEnh, "forward", spy)
+    records = []
+    fit(tiny, cfg("lf", epochs=1), None, on_epoch_end=lambda e, m, rec: records.append(rec))
+    train = records[0]["train"]
+    steps = [d for d in seen if "infonce_text" in d]       # training batches (evaluation has no labels)
+    for key in ("kept_frac_text", "ot_iters_mean", "infonce_audio", "no_negative"):
+        assert isinstance(train[f"diag_{key}"], float)
+        assert train[f"diag_{key}"] == pytest.approx(np.mean([d[key] for d in steps]), rel=1e-6)

@@ -9,6 +9,25 @@ A host is ``encoders -> [InfoEnh] -> pool -> the host's own fusion and head``:
 
 The trainer talks to a host only through :meth:`HostModel.forward`, :meth:`training_loss`,
 :meth:`eval_loss`, :meth:`after_backward`, :meth:`param_groups` and :meth:`init_from_train`.
+
+Pooling after InfoEnh: attention, not a mean (decision of this project). With FIA's token reading
+each enhanced row is E'_i[r] = (E_i[r], E_{i->j}[r], ...) with E_{i->j} = diag(a)^{-1} P E_j
+(= k P E_j for uniform a = 1/k), P the Sinkhorn plan whose columns sum to b_c (the weights of
+E_j's rows). The masked mean over the real rows of i (each of weight a_r) is
+
+    sum_r a_r (1/a_r) sum_c P_rc E_j[c] = sum_c (sum_r P_rc) E_j[c] = sum_c b_c E_j[c] = mean(E_j),
+
+the same vector whatever the plan: after a mean the plan has no effect on the prediction, and no
+gradient reaches the cost (hence FIB's features) through it. This is algebra, not something
+training could escape; it is exact up to Sinkhorn's column-marginal error (the solver's last
+update fixes the rows; the columns match b to within its tolerance once it has converged; an
+unconverged plan leaks a small, meaningless dependence). A host therefore pools E'_m with
+:class:`~infoenh.models.pooling.AttentionPool` (``pool="attention"``, default): a learned score per
+row, softmax over the real rows, weighted sum; the weights depend on the rows themselves, so the
+plan matters and is trained. ``pool="mean"`` (masked mean, the identity above holds) and
+``pool="last"`` (last real row) remain as switches. In FIA's feature reading
+(E_{i->j} = d E_i P^T) a mean does depend on the plan; the default is attention there too.
+Without InfoEnh ``pool`` is unused: the host keeps its original pooling.
 """
 from __future__ import annotations
 
@@ -17,15 +36,17 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validate import MODALITIES, check_mask, check_modalities, check_same_batch, check_tensor
-from .pooling import pool
+from .._validate import MODALITIES, check_finite, check_mask, check_modalities, check_same_batch, check_tensor
+from .pooling import AttentionPool, pool
+
+POOLS_AFTER_INFOENH = ("attention", "mean", "last")
 
 
 class HostOutput(NamedTuple):
     pred: Tensor                    # [B] sentiment score
     aux_loss: Tensor                # 0-dim, InfoEnh's alpha * InfoNCE (0 without InfoEnh or labels)
     extras: Dict[str, Tensor]       # host-specific tensors its losses need (features, unimodal heads)
-    diagnostics: Dict[str, float]   # InfoEnh diagnostics (kept fractions, OT iterations)
+    diagnostics: Dict[str, Tensor]  # InfoEnh diagnostics, 0-dim detached tensors (kept fractions, OT iterations)
 
 
 def task_loss(pred: Tensor, target: Tensor, kind: str, reduction: str = "mean") -> Tensor:
@@ -46,15 +67,17 @@ class HostModel(nn.Module):
             ablation, paper Table 3); the batch may hold more, they are ignored.
         infoenh: ``None`` (no InfoEnh) or keyword arguments for :class:`infoenh.InfoEnh`
             (``in_dims`` is filled in from the encoders).
-        pool: how the enhanced sequences ``[B, k, out_dim]`` are pooled: ``"mean"`` (masked mean)
-            or ``"last"`` (last real row).
+        pool: how the enhanced sequences ``[B, k, out_dim]`` are pooled: ``"attention"`` (default,
+            :class:`~infoenh.models.pooling.AttentionPool`, one per modality), ``"mean"`` (masked
+            mean: FIA's token plan then has no effect, see the module docstring) or ``"last"``
+            (last real row).
     """
 
     name = "host"
     loss_kind = "l1"
 
     def __init__(self, dims: Mapping[str, int], modalities: Sequence[str] = MODALITIES,
-                 infoenh: Optional[dict] = None, pool: str = "mean"):
+                 infoenh: Optional[dict] = None, pool: str = "attention"):
         super().__init__()
         modalities = tuple(modalities)
         if not modalities:
@@ -66,8 +89,8 @@ class HostModel(nn.Module):
             raise KeyError(f"dims has no width for {missing}; pass the data's widths (ds.dims), e.g. "
                            "{'text': 768, 'audio': 5, 'vision': 20}")
         self.dims = {m: int(dims[m]) for m in self.modalities}
-        if pool not in ("mean", "last"):
-            raise ValueError(f"pool (after InfoEnh) must be 'mean' or 'last', got {pool!r}")
+        if pool not in POOLS_AFTER_INFOENH:
+            raise ValueError(f"pool (after InfoEnh) must be one of {POOLS_AFTER_INFOENH}, got {pool!r}")
         self.pool_how = pool
         self.infoenh_kwargs = None if infoenh is None else dict(infoenh)
         self.infoenh = None
@@ -81,6 +104,8 @@ class HostModel(nn.Module):
 
         kw = {k: v for k, v in self.infoenh_kwargs.items() if k != "in_dims"}
         self.infoenh = InfoEnh(in_dims={m: int(widths[m]) for m in self.modalities}, **kw)
+        if self.pool_how == "attention":
+            self.row_pool = nn.ModuleDict({m: AttentionPool(int(self.infoenh.out_dim)) for m in self.modalities})
 
     def fused_width(self, widths: Mapping[str, int]) -> Dict[str, int]:
         """Width of each pooled vector the fusion reads: InfoEnh's ``out_dim`` or the host's own."""
@@ -98,7 +123,7 @@ class HostModel(nn.Module):
             if m not in batch:
                 raise KeyError(f"batch has no {m!r} features but the model was built on {list(self.modalities)}; "
                                "build the model on the modalities the data has (modalities=...)")
-            x = check_tensor(batch[m], f"batch[{m!r}]", ndim=3)
+            x = check_tensor(batch[m], f"batch[{m!r}]", ndim=3, finite=False)
             if x.shape[-1] != self.dims[m]:
                 raise ValueError(
                     f"modality {m!r}: the model expects width {self.dims[m]} but the batch has width "
@@ -111,6 +136,8 @@ class HostModel(nn.Module):
             y = batch["label"]
             if y.reshape(-1).shape[0] != B:
                 raise ValueError(f"batch['label'] has {y.numel()} entries but the batch has {B} samples")
+        # NaN / inf in every used modality: one reduction each, one host sync in all
+        check_finite({f"batch[{m!r}]": batch[m] for m in self.modalities})
         return masks
 
     # ----- forward ----------------------------------------------------------------------------
@@ -141,7 +168,10 @@ class HostModel(nn.Module):
         dev = next(iter(seqs.values())).device.type
         with torch.autocast(device_type=dev, enabled=False):
             out = self.infoenh({m: seqs[m].float() for m in self.modalities}, real_masks, labels=labels)
-        feats = {m: pool(out.seqs[m], out.masks[m], self.pool_how) for m in self.modalities}
+        if self.pool_how == "attention":
+            feats = {m: self.row_pool[m](out.seqs[m], out.masks[m]) for m in self.modalities}
+        else:
+            feats = {m: pool(out.seqs[m], out.masks[m], self.pool_how) for m in self.modalities}
         return feats, out.aux_loss, out.diagnostics
 
     def forward(self, batch: Mapping) -> HostOutput:

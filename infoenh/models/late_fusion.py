@@ -28,7 +28,7 @@ class LateFusion(HostModel):
     default_weight_decay = 0.0
 
     def __init__(self, dims: Mapping[str, int], modalities: Sequence[str] = MODALITIES,
-                 infoenh: Optional[dict] = None, pool: str = "mean", *, hidden: int = 64,
+                 infoenh: Optional[dict] = None, pool: str = "attention", *, hidden: int = 64,
                  fusion_hidden: int = 128, dropout: float = 0.1):
         super().__init__(dims, modalities, infoenh, pool)
         self.encoders = nn.ModuleDict({m: StepMLP(self.dims[m], hidden, dropout) for m in self.modalities})

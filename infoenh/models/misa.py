@@ -70,7 +70,7 @@ class MISA(HostModel):
     default_weight_decay = 0.0
 
     def __init__(self, dims: Mapping[str, int], modalities: Sequence[str] = MODALITIES,
-                 infoenh: Optional[dict] = None, pool: str = "mean", *, hidden_size: int = 128,
+                 infoenh: Optional[dict] = None, pool: str = "attention", *, hidden_size: int = 128,
                  dropout: float = 0.2, diff_weight: float = 0.1, sim_weight: float = 0.3,
                  recon_weight: float = 1.0, cmd_moments: int = 5, nhead: int = 2, ff_dim: int = 2048,
                  text_pool: str = "mean"):

@@ -156,7 +156,7 @@ class SelfMM(HostModel):
     encoder_lr = {"audio": 5e-3, "vision": 5e-3}
 
     def __init__(self, dims: Mapping[str, int], modalities: Sequence[str] = MODALITIES,
-                 infoenh: Optional[dict] = None, pool: str = "mean", *, n_train: int,
+                 infoenh: Optional[dict] = None, pool: str = "attention", *, n_train: int,
                  a_lstm_hidden: int = 16, v_lstm_hidden: int = 32, audio_out: int = 16, video_out: int = 32,
                  a_lstm_dropout: float = 0.0, v_lstm_dropout: float = 0.0,
                  post_fusion_dim: int = 128, post_text_dim: int = 32, post_audio_dim: int = 16,

@@ -121,7 +121,9 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
     """One pass over ``train``: forward, host loss (+ InfoEnh's), backward, host hook (Self-MM's
     label update), and an optimiser step every ``accum_steps`` batches (and after the last one;
     like MMSA, accumulated losses are summed, not averaged). Returns mean loss parts and mean
-    InfoEnh diagnostics."""
+    InfoEnh diagnostics (``diag_<name>``). Loss parts and diagnostics are summed as device
+    tensors and read once at the end of the epoch; the running loss shown on the progress bar
+    (and checked for NaN) is read every batch on the CPU, every 10 batches on CUDA."""
     from tqdm.auto import tqdm
 
     model.train()
@@ -129,7 +131,7 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
     if n == 0:
         raise ValueError("the training split gives no batch; it is empty (or smaller than one batch with drop_last)")
     sums: Dict[str, torch.Tensor] = {}
-    diag_sums: Dict[str, float] = {}
+    diag_sums: Dict[str, torch.Tensor] = {}   # kept as tensors: read once per epoch, no sync per step
     running = None
     check_every = 1 if device.type == "cpu" else 10
     optimizer.zero_grad(set_to_none=True)
@@ -149,7 +151,8 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v.detach().float()
         for k, v in out.diagnostics.items():
-            diag_sums[k] = diag_sums.get(k, 0.0) + float(v)
+            v = torch.as_tensor(v).detach().float()                  # a host may also report floats
+            diag_sums[k] = diag_sums[k] + v if k in diag_sums else v
         if (i + 1) % check_every == 0 or i + 1 == n:
             running = float(sums["loss"]) / (i + 1)
             if not math.isfinite(running):
@@ -159,7 +162,7 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
             bar.set_postfix(loss=f"{running:.4f}", refresh=False)
     bar.close()
     res = {k: float(v) / n for k, v in sums.items()}
-    res.update({f"diag_{k}": v / n for k, v in diag_sums.items()})
+    res.update({f"diag_{k}": float(v) / n for k, v in diag_sums.items()})
     return res
 
 
