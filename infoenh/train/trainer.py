@@ -124,7 +124,7 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
     InfoEnh diagnostics (``diag_<name>``). Loss parts and diagnostics are summed as device
     tensors and read once at the end of the epoch; the running loss shown on the progress bar
     (and checked for NaN) is read every batch on the CPU, every 10 batches on CUDA."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: works in terminals and notebooks without ipywidgets
 
     model.train()
     n = len(loader)
@@ -212,7 +212,8 @@ def _log_line(seed: int, epoch: int, cfg: TrainConfig, tr: Dict[str, float], va:
 
 def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
         on_epoch_end: Optional[Callable[[int, HostModel, Dict[str, Any]], None]] = None,
-        stop_after_epochs: Optional[int] = None, log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+        stop_after_epochs: Optional[int] = None, log: Optional[Callable[[str], None]] = None,
+        return_model: bool = False):
     """Train one seed and return its result::
 
         {"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float},
@@ -223,6 +224,8 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``on_epoch_end(epoch, model, record)`` runs after each epoch's checkpoint.
     ``stop_after_epochs``: test hook, raise :class:`TrainingInterrupted` after that epoch's
     checkpoint (as if the process had been killed).
+    ``return_model``: return ``(result, model)``, the model holding the selected epoch's weights
+    (the ones the test metrics were computed with).
     """
     cfg = cfg.resolved()
     log = log or ((lambda s: None) if cfg.quiet else (lambda s: print(s, flush=True)))
@@ -328,4 +331,4 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     }
     if run_dir is not None:
         write_json({**result, "fingerprint": fingerprint}, run_dir / RUN_JSON)
-    return result
+    return (result, model) if return_model else result
