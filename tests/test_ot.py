@@ -1,0 +1,455 @@
+"""Tests for infoenh.ot: the batched log-domain Sinkhorn solver against POT, its stopping rules,
+gradients, numerical safety, input checks, and the cosine cost."""
+import math
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infoenh.ot import SinkhornResult, cosine_cost, sinkhorn, transport_cost
+
+F64 = torch.float64
+
+
+def _rand_marginal(rng, size):
+    w = rng.random(size) + 0.05
+    return w / w.sum(-1, keepdims=True)
+
+
+def _pot(a, b, C, reg, max_iter, tol, method="sinkhorn_log"):
+    """POT's plan and iteration count (POT's log['niter'] is the last 0-based index)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "did not converge" is expected with a small max_iter
+        P, log = ot.sinkhorn(a, b, C, reg, method=method, numItermax=max_iter, stopThr=tol, log=True)
+    return P, log["niter"] + 1
+
+
+def _pot_batch(a, b, C, reg, max_iter, tol, method="sinkhorn_log"):
+    """Loop POT over the problems of C [B, n, m]; a, b are [B, k] or shared [k]."""
+    plans, iters = [], []
+    for i in range(C.shape[0]):
+        ai = a if a.ndim == 1 else a[i]
+        bi = b if b.ndim == 1 else b[i]
+        P, it = _pot(ai, bi, C[i], reg, max_iter, tol, method)
+        plans.append(P)
+        iters.append(it)
+    return np.stack(plans), np.array(iters)
+
+
+# ----------------------------------------------------------------------------- against POT
+
+
+@pytest.mark.parametrize(
+    "n, m, reg, tol, max_iter",
+    [
+        (7, 7, 0.1, 0.0, 50),  # square, fixed iterations
+        (5, 9, 0.05, 1e-9, 1000),  # n < m, runs to tolerance
+        (12, 3, 0.5, 1e-6, 1000),  # n > m
+        (1, 6, 0.1, 1e-9, 100),  # a single source point
+        (6, 6, 1.0, 1e-12, 7),  # stops at max_iter before the 10-step check
+    ],
+)
+def test_matches_pot_sinkhorn_knopp(n, m, reg, tol, max_iter):
+    rng = np.random.default_rng(n * 100 + m)
+    C = rng.random((n, m)) * 2
+    a, b = _rand_marginal(rng, n), _rand_marginal(rng, m)
+    P_ref, it_ref = _pot(a, b, C, reg, max_iter, tol, method="sinkhorn")
+    r = sinkhorn(torch.tensor(C), reg, torch.tensor(a), torch.tensor(b), max_iter=max_iter, tol=tol)
+    assert isinstance(r, SinkhornResult)
+    assert r.plan.shape == (n, m) and r.n_iter.shape == () and r.plan.dtype == F64
+    np.testing.assert_allclose(r.plan.numpy(), P_ref, atol=1e-6, rtol=0)
+    assert int(r.n_iter) == it_ref
+
+
+@pytest.mark.parametrize("reg", [1e-3, 3e-3, 1e-2])
+def test_matches_pot_log_at_tiny_reg(reg):
+    """Tiny reg: POT's scaling form underflows, its log form does not; we match the log form."""
+    rng = np.random.default_rng(1)
+    C = rng.random((3, 8, 6)) * 2
+    a, b = _rand_marginal(rng, (3, 8)), _rand_marginal(rng, 6)
+    P_ref, it_ref = _pot_batch(a, b, C, reg, 300, 1e-7)
+    r = sinkhorn(torch.tensor(C), reg, torch.tensor(a), torch.tensor(b), max_iter=300, tol=1e-7)
+    np.testing.assert_allclose(r.plan.numpy(), P_ref, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(r.n_iter.numpy(), it_ref)
+
+
+def test_matches_pot_log_with_huge_costs():
+    rng = np.random.default_rng(2)
+    C = rng.random((2, 5, 7)) * 1e3  # C / reg up to 1e5: exp(-C / reg) is 0 for almost all entries
+    P_ref, it_ref = _pot_batch(np.full(5, 0.2), np.full(7, 1 / 7), C, 10.0, 200, 1e-9)
+    r = sinkhorn(torch.tensor(C), 10.0, max_iter=200, tol=1e-9)
+    np.testing.assert_allclose(r.plan.numpy(), P_ref, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(r.n_iter.numpy(), it_ref)
+    r = sinkhorn(torch.tensor(C), 0.01, max_iter=50, tol=0.0)  # C / reg up to 1e5
+    assert torch.isfinite(r.plan).all()
+    np.testing.assert_allclose(r.plan.sum(-1).numpy(), 0.2, atol=1e-9)  # rows are exact after the u-update
+
+
+def test_batch_dims_shared_and_batched_marginals():
+    rng = np.random.default_rng(3)
+    C = rng.random((2, 3, 6, 4)) * 2
+    a_shared = _rand_marginal(rng, 6)
+    b_batched = _rand_marginal(rng, (2, 3, 4))
+    r = sinkhorn(torch.tensor(C), 0.05, torch.tensor(a_shared), torch.tensor(b_batched), max_iter=400, tol=1e-8)
+    assert r.plan.shape == (2, 3, 6, 4) and r.n_iter.shape == (2, 3) and r.converged.shape == (2, 3)
+    assert r.err.shape == (2, 3) and r.n_iter.dtype == torch.int64 and r.converged.dtype == torch.bool
+    P_ref, it_ref = _pot_batch(a_shared, b_batched.reshape(6, 4), C.reshape(6, 6, 4), 0.05, 400, 1e-8)
+    np.testing.assert_allclose(r.plan.reshape(6, 6, 4).numpy(), P_ref, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(r.n_iter.reshape(6).numpy(), it_ref)
+    # a shared marginal gives the same plans as the same marginal repeated per problem
+    a_rep = torch.tensor(a_shared).expand(2, 3, 6).contiguous()
+    r2 = sinkhorn(torch.tensor(C), 0.05, a_rep, torch.tensor(b_batched), max_iter=400, tol=1e-8)
+    torch.testing.assert_close(r.plan, r2.plan, rtol=0, atol=1e-14)
+    # None means uniform
+    r3 = sinkhorn(torch.tensor(C), 0.05, max_iter=30, tol=0)
+    r4 = sinkhorn(torch.tensor(C), 0.05, torch.full((6,), 1 / 6, dtype=F64), torch.full((4,), 0.25, dtype=F64), max_iter=30, tol=0)
+    torch.testing.assert_close(r3.plan, r4.plan, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("reg", [0.5, 0.05])
+def test_float32_close_to_pot_log_float32(reg):
+    rng = np.random.default_rng(4)
+    C = (rng.random((4, 10, 8)) * 2).astype(np.float32)
+    P_ref, _ = _pot_batch(np.full(10, 0.1, np.float32), np.full(8, 0.125, np.float32), C, reg, 100, 0.0)
+    r = sinkhorn(torch.tensor(C), reg, max_iter=100, tol=0.0)
+    assert r.plan.dtype == torch.float32
+    np.testing.assert_allclose(r.plan.numpy(), P_ref, atol=2e-6, rtol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 7),
+    m=st.integers(1, 7),
+    batch=st.integers(1, 3),
+    log_reg=st.floats(-2.5, 0.5),
+    scale=st.sampled_from([0.1, 1.0, 2.0, 30.0]),
+    tol=st.sampled_from([0.0, 1e-4, 1e-9]),
+    max_iter=st.integers(1, 120),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_property_matches_pot_log(n, m, batch, log_reg, scale, tol, max_iter, seed):
+    rng = np.random.default_rng(seed)
+    reg = 10.0**log_reg
+    C = rng.random((batch, n, m)) * scale
+    a, b = _rand_marginal(rng, (batch, n)), _rand_marginal(rng, m)
+    P_ref, it_ref = _pot_batch(a, b, C, reg, max_iter, tol)
+    r = sinkhorn(torch.tensor(C), reg, torch.tensor(a), torch.tensor(b), max_iter=max_iter, tol=tol)
+    np.testing.assert_allclose(r.plan.numpy(), P_ref, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(r.n_iter.numpy(), it_ref)
+    assert torch.isfinite(r.plan).all() and (r.plan >= 0).all()
+
+
+def test_zero_mass_points_match_pot():
+    rng = np.random.default_rng(5)
+    C = rng.random((2, 5, 6)) * 2
+    a = np.array([0.4, 0.0, 0.2, 0.4, 0.0])
+    b = np.array([[0.0, 0.3, 0.3, 0.0, 0.2, 0.2], [0.5, 0.0, 0.0, 0.0, 0.0, 0.5]])
+    for reg in (0.5, 0.02):
+        P_ref, it_ref = _pot_batch(a, b, C, reg, 300, 1e-9)
+        Ct = torch.tensor(C, requires_grad=True)
+        r = sinkhorn(Ct, reg, torch.tensor(a), torch.tensor(b), max_iter=300, tol=1e-9)
+        np.testing.assert_allclose(r.plan.detach().numpy(), P_ref, atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(r.n_iter.numpy(), it_ref)
+        assert (r.plan[:, [1, 4]] == 0).all() and (r.plan[0, :, [0, 3]] == 0).all()
+        transport_cost(r.plan, Ct).sum().backward()
+        assert torch.isfinite(Ct.grad).all()
+
+
+# ----------------------------------------------------------------------------- convergence
+
+
+def test_marginals_satisfied_at_convergence():
+    torch.manual_seed(0)
+    C = torch.rand(4, 9, 11, dtype=F64) * 2
+    a = torch.softmax(torch.randn(4, 9, dtype=F64), -1)
+    b = torch.softmax(torch.randn(11, dtype=F64), -1)
+    r = sinkhorn(C, 0.05, a, b, max_iter=5000, tol=1e-10)
+    assert r.converged.all() and (r.err < 1e-10).all() and (r.n_iter < 5000).all()
+    torch.testing.assert_close(r.plan.sum(-1), a, rtol=0, atol=1e-9)
+    torch.testing.assert_close(r.plan.sum(-2), b.expand(4, 11), rtol=0, atol=1e-9)
+
+
+def test_cost_approaches_emd_as_reg_shrinks():
+    rng = np.random.default_rng(6)
+    C = rng.random((8, 8)) * 2
+    a, b = _rand_marginal(rng, 8), _rand_marginal(rng, 8)
+    emd = ot.emd2(a, b, C)
+    gaps = []
+    for reg in (0.3, 0.1, 0.03, 0.01, 0.003):
+        r = sinkhorn(torch.tensor(C), reg, torch.tensor(a), torch.tensor(b), max_iter=20000, tol=1e-10)
+        gaps.append(float(transport_cost(r.plan, torch.tensor(C))) - emd)
+        # entropic bias bound: 0 <= <P, C> - OT <= reg * (H(a) + H(b)) (+ what tol leaves)
+        assert -1e-7 <= gaps[-1] <= reg * (np.log(8) * 2) + 1e-6
+    assert all(g1 > g2 for g1, g2 in zip(gaps, gaps[1:]))
+    assert gaps[-1] < 2e-3
+
+
+def test_batched_problems_stop_as_if_alone():
+    """Problems with very different convergence speeds: in a batch each stops where it would alone."""
+    rng = np.random.default_rng(7)
+    scales = np.array([0.05, 0.3, 1.0, 2.0, 8.0])[:, None, None]
+    C = rng.random((5, 6, 7)) * scales
+    reg, tol = 0.05, 1e-8
+    r = sinkhorn(torch.tensor(C), reg, max_iter=2000, tol=tol)
+    assert len(set(r.n_iter.tolist())) >= 3, "the case should have different stopping iterations"
+    _, it_ref = _pot_batch(np.full(6, 1 / 6), np.full(7, 1 / 7), C, reg, 2000, tol)
+    np.testing.assert_array_equal(r.n_iter.numpy(), it_ref)
+    for i in range(5):
+        alone = sinkhorn(torch.tensor(C[i]), reg, max_iter=2000, tol=tol)
+        assert int(alone.n_iter) == int(r.n_iter[i])
+        torch.testing.assert_close(alone.plan, r.plan[i], rtol=0, atol=1e-13)
+        assert float(alone.err) == pytest.approx(float(r.err[i]), rel=1e-9, abs=1e-15)
+    assert r.converged.all() and (r.err < tol).all()
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 10])
+def test_check_every_sets_stopping_iterations(check_every):
+    rng = np.random.default_rng(8)
+    C = torch.tensor(rng.random((3, 5, 5)))
+    r = sinkhorn(C, 0.2, max_iter=500, tol=1e-9, check_every=check_every)
+    assert r.converged.all()
+    assert ((r.n_iter - 1) % check_every == 0).all()
+    # the first check where the criterion passes: one check earlier it must not have passed
+    for i in range(3):
+        before = sinkhorn(C[i], 0.2, max_iter=int(r.n_iter[i]) - check_every, tol=0.0) if r.n_iter[i] > check_every else None
+        if before is not None:
+            assert float(before.err) >= 1e-9
+
+
+@pytest.mark.parametrize("max_iter", [1, 11, 31])
+def test_err_is_pot_marginal_error_and_paper_delta(max_iter):
+    """At a check iteration, err is POT's logged marginal error, or the paper's mean |v_t - v_{t-1}|."""
+    rng = np.random.default_rng(10)
+    C = rng.random((5, 4)) * 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, log = ot.sinkhorn(np.full(5, 0.2), np.full(4, 0.25), C, 0.2, numItermax=max_iter, stopThr=0.0, log=True)
+    r = sinkhorn(torch.tensor(C), 0.2, max_iter=max_iter, tol=0.0)
+    assert float(r.err) == pytest.approx(float(log["err"][-1]), rel=1e-9)
+    assert not bool(r.converged)
+    K = np.exp(-C / 0.2)
+    u, v = np.full(5, 0.2), np.full(4, 0.25)  # POT's start: u = 1/n, v = 1/m
+    for _ in range(max_iter):
+        v_prev, v = v, 0.25 / (K.T @ u)
+        u = 0.2 / (K @ v)
+    r = sinkhorn(torch.tensor(C), 0.2, max_iter=max_iter, tol=0.0, stop="scaling")
+    assert float(r.err) == pytest.approx(np.abs(v - v_prev).mean(), rel=1e-9)
+
+
+def _paper_rule_reference(C, reg, max_iter, tol, check_every):
+    """POT's scaling iterations with the paper's stopping rule, mean |v_t - v_{t-1}| < tol."""
+    n, m = C.shape
+    K = np.exp(-C / reg)
+    u, v = np.full(n, 1 / n), np.full(m, 1 / m)
+    for t in range(1, max_iter + 1):
+        v_prev = v
+        v = (1 / m) / (K.T @ u)
+        u = (1 / n) / (K @ v)
+        if (t - 1) % check_every == 0 or t == max_iter:
+            if np.abs(v - v_prev).mean() < tol:
+                break
+    return u[:, None] * K * v[None, :], t
+
+
+@pytest.mark.parametrize("tol, check_every", [(1e-2, 1), (1e-6, 10), (1e-9, 5)])
+def test_scaling_stop_rule_matches_reference(tol, check_every):
+    rng = np.random.default_rng(9)
+    C = rng.random((4, 6, 5)) * np.array([0.2, 0.5, 1.0, 2.0])[:, None, None]
+    r = sinkhorn(torch.tensor(C), 0.3, max_iter=3000, tol=tol, stop="scaling", check_every=check_every)
+    for i in range(4):
+        P_ref, it_ref = _paper_rule_reference(C[i], 0.3, 3000, tol, check_every)
+        assert int(r.n_iter[i]) == it_ref
+        np.testing.assert_allclose(r.plan[i].numpy(), P_ref, atol=1e-10, rtol=0)
+    assert r.converged.all() and (r.err < tol).all()
+
+
+def test_scaling_stop_rule_is_finite_and_stops_at_tiny_reg():
+    """At reg 1e-3 the scaling vector v = exp(g / reg) itself overflows; the rule is computed in logs."""
+    torch.manual_seed(1)
+    C = torch.rand(2, 6, 6, dtype=F64) * 2
+    r = sinkhorn(C, 1e-3, max_iter=3000, tol=1e-6, stop="scaling")
+    assert torch.isfinite(r.plan).all() and not torch.isnan(r.err).any()
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("reg, max_iter", [(1.0, 3), (0.1, 12), (0.01, 25)])
+def test_gradcheck_float64(reg, max_iter):
+    torch.manual_seed(2)
+    C = (torch.rand(2, 3, 4, dtype=F64) * 2).requires_grad_()
+    a = (torch.rand(2, 3, dtype=F64) + 0.1).requires_grad_()
+    b = (torch.rand(4, dtype=F64) + 0.1).requires_grad_()
+
+    def f(C, a, b):  # normalise inside, so finite differences keep the masses equal
+        return sinkhorn(C, reg, a / a.sum(-1, keepdim=True), b / b.sum(), max_iter=max_iter, tol=0.0).plan
+
+    assert torch.autograd.gradcheck(f, (C, a, b))
+
+
+def test_gradient_equals_unrolled_log_domain_autograd():
+    """The hand-written VJP of the scaling blocks equals plain autograd through log-domain steps."""
+    torch.manual_seed(3)
+    C = (torch.rand(3, 5, 6, dtype=F64) * 2).requires_grad_()
+    reg, n_it = 0.05, 40
+    W = torch.randn(3, 5, 6, dtype=F64)
+    (g,) = torch.autograd.grad((sinkhorn(C, reg, max_iter=n_it, tol=0.0).plan * W).sum(), C)
+    lu, lv = torch.zeros(3, 5, dtype=F64), torch.zeros(3, 6, dtype=F64)
+    for _ in range(n_it):
+        lv = math.log(1 / 6) - torch.logsumexp(lu[..., :, None] - C / reg, -2)
+        lu = math.log(1 / 5) - torch.logsumexp(lv[..., None, :] - C / reg, -1)
+    (g_ref,) = torch.autograd.grad((torch.exp(lu[..., :, None] + lv[..., None, :] - C / reg) * W).sum(), C)
+    torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("reg, spread, scale", [(1.0, 0.5, 1.0), (0.1, 0.5, 1.0), (0.02, 0.5, 1.0), (0.1, 4.0, 1e-3), (0.1, 4.0, 1e3)])
+def test_block_range_bound_contains_every_iterate(reg, spread, scale):
+    """The cheap range bound of a scaling block (from its first two iterates) holds for all of them."""
+    from infoenh.ot import _block_range, _iterate_bounds, _ScalingSteps
+
+    torch.manual_seed(7)
+    K = torch.exp(-(torch.rand(6, 5, 7, dtype=F64) * 2) / reg)
+    u0 = scale * torch.exp(spread * torch.randn(6, 1, 5, dtype=F64))  # starts far from the fixed point
+    a, b = torch.tensor(0.2, dtype=F64), torch.tensor(1 / 7, dtype=F64)
+    _, _, us, vs = _ScalingSteps.apply(K, u0, a, b, 12, False, False, False)
+    U, V = torch.cat(us, 1), torch.cat(vs, 1)
+    (u_lo, u_hi, v_lo, v_hi), (l_lo, l_hi) = _iterate_bounds(us, vs)
+    assert u_lo <= float(U.min()) and float(U.max()) <= u_hi
+    assert v_lo <= float(V.min()) and float(V.max()) <= v_hi
+    last = torch.cat([us[-1], vs[-1]], 2)
+    assert l_lo == float(last.min()) and l_hi == float(last.max())
+    # the block range uses the bound when it is inside the safe range, else the exact range
+    assert _block_range(us, vs, a, b, False, math.inf) == (min(u_lo, v_lo), max(u_hi, v_hi), l_lo, l_hi)
+    exact = (min(float(U.min()), float(V.min())), max(float(U.max()), float(V.max())), l_lo, l_hi)
+    assert _block_range(us, vs, a, b, False, 1.0) == exact
+
+
+def test_detach_gives_a_constant_plan():
+    C = torch.rand(2, 4, 4, dtype=F64, requires_grad=True)
+    r = sinkhorn(C, 0.1, max_iter=20, detach=True)
+    assert not r.plan.requires_grad
+    torch.testing.assert_close(r.plan, sinkhorn(C, 0.1, max_iter=20).plan.detach())
+
+
+@pytest.mark.parametrize("reg", [1e-3, 3e-3, 1e-2, 0.1, 1.0])
+def test_float32_no_nan_or_inf_in_plan_or_gradient(reg):
+    torch.manual_seed(4)
+    cases = [
+        torch.rand(3, 6, 9) * 2,  # uniform in [0, 2]
+        torch.where(torch.rand(3, 6, 9) < 0.8, 2.0, 0.0),  # mostly maximal cost, a few zeros
+        torch.round(torch.rand(3, 6, 9) * 2),  # ties at 0, 1, 2
+        torch.full((3, 6, 9), 2.0),  # constant at the top of the range
+        cosine_cost(torch.randn(3, 6, 32), torch.randn(3, 9, 32)),  # the method's cost
+    ]
+    for C in cases:
+        for max_iter in (1, 15, 200):
+            C = C.detach().float().requires_grad_()
+            r = sinkhorn(C, reg, max_iter=max_iter, tol=1e-6)
+            (r.plan * torch.randn_like(r.plan)).sum().backward()
+            assert torch.isfinite(r.plan).all(), (reg, max_iter)
+            assert torch.isfinite(C.grad).all(), (reg, max_iter)
+            torch.testing.assert_close(r.plan.sum(-1), torch.full((3, 6), 1 / 6), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    torch.manual_seed(5)
+    for dtype, atol in ((F64, 1e-10), (torch.float32, 1e-5)):
+        C = (torch.rand(4, 6, 7, 5, dtype=dtype) * 2).requires_grad_()
+        Cg = C.detach().cuda().requires_grad_()
+        r, rg = sinkhorn(C, 0.05, max_iter=100, tol=1e-6), sinkhorn(Cg, 0.05, max_iter=100, tol=1e-6)
+        assert rg.plan.is_cuda and rg.n_iter.is_cuda
+        torch.testing.assert_close(rg.plan.cpu(), r.plan.detach(), rtol=0, atol=atol)
+        assert torch.equal(rg.n_iter.cpu(), r.n_iter)
+        transport_cost(r.plan, C).sum().backward()
+        transport_cost(rg.plan, Cg).sum().backward()
+        torch.testing.assert_close(Cg.grad.cpu(), C.grad, rtol=1e-3, atol=atol * 10)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(cost=torch.rand(5)), ValueError, "at least 2 dimensions"),
+        (dict(cost=torch.tensor([[0.0, float("nan")], [1.0, 2.0]])), ValueError, "NaN"),
+        (dict(cost=torch.tensor([[0.0, float("inf")], [1.0, 2.0]])), ValueError, "inf"),
+        (dict(cost=torch.ones(2, 2, dtype=torch.int64)), TypeError, "floating"),
+        (dict(cost=torch.ones(2, 2, dtype=torch.float16)), TypeError, "float32 or float64"),
+        (dict(cost=[[0.0, 1.0]]), TypeError, "torch.Tensor"),
+        (dict(cost=torch.ones(0, 3)), ValueError, "empty"),
+        (dict(reg=0.0), ValueError, "reg"),
+        (dict(reg=-0.1), ValueError, "reg"),
+        (dict(reg=float("nan")), ValueError, "reg"),
+        (dict(a=torch.ones(4) / 4), ValueError, r"a must have shape \(3,\)"),
+        (dict(b=torch.ones(2, 4) / 4), ValueError, r"b must have shape \(4,\)"),
+        (dict(a=torch.tensor([0.5, 0.7, -0.2])), ValueError, "negative"),
+        (dict(a=torch.tensor([0.2, 0.2, 0.2])), ValueError, "same total mass"),
+        (dict(a=torch.zeros(3), b=torch.zeros(4)), ValueError, "positive total mass"),
+        (dict(a=np.ones(3) / 3), TypeError, "torch.Tensor"),
+        (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(check_every=0), ValueError, "check_every"),
+        (dict(tol=-1.0), ValueError, "tol"),
+        (dict(stop="delta"), ValueError, "stop"),
+    ],
+)
+def test_bad_inputs_raise(kwargs, error, match):
+    args = dict(cost=torch.rand(3, 4), reg=0.1)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        sinkhorn(**args)
+
+
+def test_mass_mismatch_tolerance_is_relative_1e6():
+    C = torch.rand(3, 4, dtype=F64)
+    sinkhorn(C, 0.1, torch.full((3,), 1 / 3, dtype=F64) * (1 + 5e-7), max_iter=5)  # within 1e-6: fine
+    with pytest.raises(ValueError, match="same total mass"):
+        sinkhorn(C, 0.1, torch.full((3,), 1 / 3, dtype=F64) * (1 + 5e-6), max_iter=5)
+
+
+# ----------------------------------------------------------------------------- costs
+
+
+def test_cosine_cost_matches_direct_formula():
+    torch.manual_seed(6)
+    x, y = torch.randn(2, 5, 8, dtype=F64), torch.randn(2, 7, 8, dtype=F64)
+    C = cosine_cost(x, y)
+    direct = 1 - torch.einsum("bid,bjd->bij", x, y) / (x.norm(dim=-1)[:, :, None] * y.norm(dim=-1)[:, None, :])
+    assert C.shape == (2, 5, 7)
+    torch.testing.assert_close(C, direct, rtol=0, atol=1e-12)
+    assert (C >= -1e-12).all() and (C <= 2 + 1e-12).all()
+    np.testing.assert_allclose(C[0].numpy(), ot.dist(x[0].numpy(), y[0].numpy(), metric="cosine"), atol=1e-12)
+
+
+def test_cosine_cost_zero_vectors_finite_with_finite_gradient():
+    x = torch.randn(4, 6)
+    x[1] = 0.0
+    y = torch.randn(3, 6)
+    y[2] = 0.0
+    x.requires_grad_(), y.requires_grad_()
+    C = cosine_cost(x, y)
+    assert torch.isfinite(C).all()
+    torch.testing.assert_close(C[1], torch.ones(3))
+    torch.testing.assert_close(C[:, 2], torch.ones(4))
+    C.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+
+
+def test_cosine_cost_bad_inputs():
+    with pytest.raises(ValueError, match="last"):
+        cosine_cost(torch.randn(3, 4), torch.randn(3, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        cosine_cost(torch.full((2, 3), float("nan")), torch.randn(2, 3))
+
+
+def test_transport_cost():
+    P = torch.rand(2, 3, 4, dtype=F64)
+    C = torch.rand(2, 3, 4, dtype=F64)
+    torch.testing.assert_close(transport_cost(P, C), (P * C).sum((-2, -1)))
+    with pytest.raises(ValueError, match="same last two"):
+        transport_cost(P, torch.rand(2, 4, 3))
