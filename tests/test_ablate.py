@@ -20,11 +20,8 @@ TINY = dict(seed=0, sizes=(40, 16, 16), text_dim=16, text_len=12, audio_len=16, 
 pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _single_thread(one_thread):
+    """Every test here runs on one thread (see conftest.one_thread)."""
 
 
 def test_paired_comparison_matches_scipy_and_bootstrap_brackets_the_mean():

@@ -15,11 +15,8 @@ from infoenh.models import build_model
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _single_thread(one_thread):
+    """Every test here runs on one thread (see conftest.one_thread)."""
 
 
 # ----- transported ------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ FAST = ["--epochs", "1", "--k", "4", "--d", "8", "--threads", "1", "--quiet"]
 pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def restore_threads():
+    """The CLI's --threads changes torch's thread count: put it back after each test."""
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)

@@ -28,12 +28,8 @@ IE = {"d": 16, "k": 4, "ot_iters": 20}
 pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest, and reproducibly, on one thread (the machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _single_thread(one_thread):
+    """Every test here runs on one thread (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")
