@@ -25,8 +25,12 @@ def _sum(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_table_ships_without_guessed_sums():
-    assert checksums.KNOWN_SHA256 == {}
+def test_table_holds_the_sums_mmsa_publishes():
+    assert set(checksums.KNOWN_SHA256) == {f"{d}/Processed/{f}_50.pkl" for d in ("MOSI", "MOSEI")
+                                            for f in ("aligned", "unaligned")}
+    for key, value in checksums.KNOWN_SHA256.items():
+        assert checksums.normalize_sha256(value, key) == value
+    assert len(set(checksums.KNOWN_SHA256.values())) == 4
 
 
 def test_sha256_file(tmp_path):
@@ -72,7 +76,25 @@ def test_known_name_with_wrong_sum(real_looking_file, monkeypatch):
         load_mmsa(real_looking_file)
 
 
+def test_real_file_at_a_published_path_must_have_the_published_sum(real_looking_file):
+    # the shipped table knows MOSI/Processed/unaligned_50.pkl: another file there is refused
+    with pytest.raises(ChecksumError, match="verify=False"):
+        load_mmsa(real_looking_file)
+
+
+def test_synthetic_file_at_a_published_path_is_not_refused(tmp_path):
+    path = tmp_path / "MOSI" / "Processed" / "unaligned_50.pkl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(pickle.dumps(make_synthetic(sizes=(3, 2, 2), text_dim=8, audio_neg_inf_frac=0.0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_mmsa(path).synthetic
+
+
 def test_unknown_file_warns_with_name_and_sum(real_looking_file):
+    unknown = real_looking_file.parent / "my_copy.pkl"
+    real_looking_file.rename(unknown)
+    real_looking_file = unknown
     with pytest.warns(UnknownChecksumWarning) as rec:
         ds = load_mmsa(real_looking_file)
     msg = str(rec[0].message)

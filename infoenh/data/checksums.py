@@ -2,8 +2,9 @@
 
 ``KNOWN_SHA256`` maps a file's path *suffix* (its last components, e.g.
 ``"MOSI/Processed/unaligned_50.pkl"``) to the SHA-256 (64 lowercase hex digits) that the
-publisher lists. It ships **empty**: this project has not copied the sums from MMSA's README and
-will not guess them. To add one (maintainers, in this file; users, at run time)::
+publisher lists: the four feature files whose sums MMSA's README publishes (the block "SHA-256
+for feature files" of github.com/thuiar/MMSA). To add one (maintainers, in this file; users, at
+run time)::
 
     from infoenh.data import checksums
     checksums.KNOWN_SHA256["MOSI/Processed/unaligned_50.pkl"] = "<64 hex digits from thuiar/MMSA README>"
@@ -32,8 +33,13 @@ from typing import Dict, NamedTuple, Optional, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-KNOWN_SHA256: Dict[str, str] = {}
-"""Path suffix -> published SHA-256. Empty on purpose: see the module docstring to add sums."""
+KNOWN_SHA256: Dict[str, str] = {
+    "MOSI/Processed/unaligned_50.pkl": "78e0f8b5ef8ff71558e7307848fc1fa929ecb078203f565ab22b9daab2e02524",
+    "MOSI/Processed/aligned_50.pkl": "d3994fd25681f9c7ad6e9c6596a6fe9b4beb85ff7d478ba978b124139002e5f9",
+    "MOSEI/Processed/unaligned_50.pkl": "ad8b23d50557045e7d47959ce6c5b955d8d983f2979c7d9b7b9226f6dd6fec1f",
+    "MOSEI/Processed/aligned_50.pkl": "45eccfb748a87c80ecab9bfac29582e7b1466bf6605ff29d3b338a75120bf791",
+}
+"""Path suffix -> SHA-256 published in MMSA's README (see the module docstring to add sums)."""
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -82,9 +88,25 @@ def lookup(path: PathLike, table: Optional[Dict[str, str]] = None) -> Optional[s
     return None
 
 
+def check_known_name(path: PathLike, actual: str, table: Optional[Dict[str, str]] = None) -> None:
+    """Rule 3: raise :class:`ChecksumError` when ``path`` ends like a known file of ``table`` but
+    its sum ``actual`` is not the published one."""
+    table = KNOWN_SHA256 if table is None else table
+    key = lookup(path, table)
+    if key is not None:
+        raise ChecksumError(
+            f"'{os.fspath(path)}' looks like the known file {key!r} but its SHA-256 is {actual}, not the "
+            f"published {table[key]}: the copy is corrupt, incomplete or modified. Download it again "
+            "from the MMSA project (github.com/thuiar/MMSA), or, if you know it is another release, "
+            "load it with load_mmsa(..., verify=False) (`infoenh data check --no-verify`)."
+        )
+
+
 def verify_file(path: PathLike, expected: Optional[str] = None, *, table: Optional[Dict[str, str]] = None,
-                warn: bool = True) -> ChecksumResult:
-    """Check ``path`` against ``expected`` or the table of known sums (rules in the module docstring)."""
+                warn: bool = True, match_names: bool = True) -> ChecksumResult:
+    """Check ``path`` against ``expected`` or the table of known sums (rules in the module docstring).
+    ``match_names=False`` skips rule 3 (the caller applies it later with :func:`check_known_name`,
+    e.g. once it knows the file is not a synthetic testbed placed at a real file's path)."""
     table = KNOWN_SHA256 if table is None else table
     actual = sha256_file(path)
     name = os.fspath(path)
@@ -99,13 +121,8 @@ def verify_file(path: PathLike, expected: Optional[str] = None, *, table: Option
     for key, value in table.items():
         if normalize_sha256(value, f"KNOWN_SHA256[{key!r}]") == actual:
             return ChecksumResult("verified", actual, key)
-    key = lookup(path, table)
-    if key is not None:
-        raise ChecksumError(
-            f"'{name}' looks like the known file {key!r} but its SHA-256 is {actual}, not the published "
-            f"{table[key]}: the copy is corrupt, incomplete or modified. Download it again from the "
-            "MMSA project (github.com/thuiar/MMSA)."
-        )
+    if match_names:
+        check_known_name(path, actual, table)
     if warn:
         warn_unknown(name, actual)
     return ChecksumResult("unknown", actual, None)
