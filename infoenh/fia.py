@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ._validate import MODALITIES, check_mask, check_modalities, check_same_batch, check_tensor
-from .ot import cosine_cost, sinkhorn
+from .ot import cosine_cost, sinkhorn, unit_rows
 
 FIA_MODES = ("token", "feature")
 
@@ -95,13 +95,17 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
 
     pairs = [(i, j) for i in names for j in names if i != j]
     with torch.autocast(device_type=feats[names[0]].device.type, enabled=False):
-        src = torch.stack([feats[i] for i, _ in pairs], dim=1)                 # [B, P, k, d]
-        tgt = torch.stack([feats[j] for _, j in pairs], dim=1)                 # [B, P, k, d]
         if mode == "token":
-            cost = cosine_cost(src, tgt)                                       # [B, P, k, k]
+            tgt = torch.stack([feats[j] for _, j in pairs], dim=1)             # [B, P, k, d]
+            # the six k x k costs are blocks of one Gram matrix of the unit-norm rows [B, Mk, Mk]
+            # (the values of ot.cosine_cost, with one normalisation and one matmul)
+            units = torch.cat([unit_rows(feats[m]) for m in names], dim=1)     # [B, M*k, d]
+            gram = units @ units.transpose(-1, -2)
+            at = {m: slice(n * k, (n + 1) * k) for n, m in enumerate(names)}
+            cost = 1.0 - torch.stack([gram[:, at[i], at[j]] for i, j in pairs], dim=1)  # [B, P, k, k]
             if masks is None:
                 a = b = None
-                inv_a = torch.full((1, 1, k, 1), float(k), dtype=work, device=src.device)
+                inv_a = torch.full((1, 1, k, 1), float(k), dtype=work, device=tgt.device)
             else:
                 w = {m: _marginal(masks[m], work) for m in names}
                 a = torch.stack([w[i] for i, _ in pairs], dim=1)               # [B, P, k]
@@ -111,6 +115,8 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
             plan = res.plan.detach() if detach_plan else res.plan
             moved = inv_a * (plan @ tgt)                                       # barycentric map [B, P, k, d]
         else:
+            src = torch.stack([feats[i] for i, _ in pairs], dim=1)             # [B, P, k, d]
+            tgt = torch.stack([feats[j] for _, j in pairs], dim=1)
             cost = cosine_cost(src.transpose(-1, -2), tgt.transpose(-1, -2))  # [B, P, d, d]
             res = sinkhorn(cost, reg, None, None, max_iter=max_iter, tol=tol, detach=detach_plan)
             plan = res.plan.detach() if detach_plan else res.plan

@@ -86,9 +86,12 @@ def cosine_cost(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
         raise ValueError(f"x and y must share their last (feature) dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
-    xn = x * torch.rsqrt((x * x).sum(-1, keepdim=True).clamp_min(eps * eps))
-    yn = y * torch.rsqrt((y * y).sum(-1, keepdim=True).clamp_min(eps * eps))
-    return 1.0 - xn @ yn.transpose(-1, -2)
+    return 1.0 - unit_rows(x, eps) @ unit_rows(y, eps).transpose(-1, -2)
+
+
+def unit_rows(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Each row of ``x [..., n, d]`` divided by ``max(||row||, eps)`` (a zero row stays zero)."""
+    return x * torch.rsqrt((x * x).sum(-1, keepdim=True).clamp_min(eps * eps))
 
 
 def transport_cost(plan: Tensor, cost: Tensor) -> Tensor:
