@@ -49,7 +49,8 @@ def _marginal(mask: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, reg: float = 0.1,
-        mode: str = "token", max_iter: int = 100, tol: float = 1e-6, detach_plan: bool = False) -> FIAOutput:
+        mode: str = "token", max_iter: int = 100, tol: float = 1e-6, detach_plan: bool = False,
+        validate: bool = True) -> FIAOutput:
     """Align every modality to every other one with entropic OT and concatenate (eqs. 12-13).
 
     Args:
@@ -61,6 +62,8 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
         max_iter, tol: Sinkhorn's iteration cap and stopping threshold (marginal error).
         detach_plan: stop the gradient through the plan (the transported values still get one
             through E_j in token mode and E_i in feature mode).
+        validate: ``False`` skips the NaN/inf scans of ``feats`` (shapes are still checked): for
+            callers such as :class:`infoenh.InfoEnh` that validated their inputs.
 
     Returns:
         :class:`FIAOutput`. OT and the outputs are computed in float32 (float64 for float64
@@ -75,7 +78,7 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
     if len(names) < 2:
         raise ValueError(f"FIA aligns modalities with each other and needs at least two, got {names}")
     for m in names:
-        check_tensor(feats[m], f"feats[{m!r}]", ndim=3)
+        check_tensor(feats[m], f"feats[{m!r}]", ndim=3, finite=validate)
     shapes = {m: tuple(feats[m].shape) for m in names}
     check_same_batch(feats, "fia")
     if len(set(shapes.values())) > 1:

@@ -84,7 +84,8 @@ def _pool(x: Tensor, mask: Tensor, pool: str) -> Tensor:
 
 
 def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Optional[Tensor] = None,
-                      tau: float = 0.1, negatives: str = "sign", pool: str = "mean") -> InfoNCEResult:
+                      tau: float = 0.1, negatives: str = "sign", pool: str = "mean", *,
+                      validate: bool = True) -> InfoNCEResult:
     """InfoNCE between e and z with sentiment-aware in-batch negatives.
 
     Args:
@@ -95,14 +96,16 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
         tau: temperature (> 0).
         negatives: ``"sign"``, ``"acc7"`` or ``"all"``, see :func:`negative_mask`.
         pool: ``"mean"`` (masked mean over real rows) or ``"flatten"`` (concatenate the k rows).
+        validate: ``False`` skips the NaN/inf scans of ``e``, ``z`` and ``labels`` (shapes are still
+            checked): for callers such as :class:`infoenh.InfoEnh` that validated their inputs.
 
     Returns:
         :class:`InfoNCEResult`, computed in float32 (float64 for float64 inputs) even under
         autocast. A sample with no real row pools to the zero vector, whose cosine
         with anything is 0; it still takes part as anchor and as negative.
     """
-    check_tensor(e, "e", ndim=3)
-    check_tensor(z, "z", ndim=3)
+    check_tensor(e, "e", ndim=3, finite=validate)
+    check_tensor(z, "z", ndim=3, finite=validate)
     if e.shape != z.shape:
         raise ValueError(f"e and z must have the same shape, got {tuple(e.shape)} and {tuple(z.shape)}")
     if pool not in POOLS:
@@ -113,7 +116,7 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
     mask = torch.ones(B, k, dtype=torch.bool) if mask is None else check_mask(mask, "mask", (B, k))
     mask = mask.to(e.device)
     if labels is not None:
-        check_tensor(labels, "labels", ndim=1)
+        check_tensor(labels, "labels", ndim=1, finite=validate)
     if labels is not None and labels.shape != (B,):
         raise ValueError(f"labels must have shape ({B},) to match e, got {tuple(labels.shape)}; use labels.view(-1)")
     neg = negative_mask(labels, negatives, batch_size=B).to(e.device)          # [B, B], (i, j)
