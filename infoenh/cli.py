@@ -20,8 +20,9 @@ COMMAND_MODULES: List[str] = [
     "infoenh.teaching.cli",   # infoenh teach student
 ]
 
-# Errors a command may raise on bad input: printed as one clear message, exit code 1.
-_USER_ERRORS = (OSError, ValueError, KeyError, ImportError, RuntimeError, pickle.UnpicklingError)
+# Errors a command may raise on bad input or a bad run: printed as one clear message, exit code 1.
+_USER_ERRORS = (OSError, ValueError, KeyError, ImportError, RuntimeError, pickle.UnpicklingError, ArithmeticError,
+                TypeError)
 
 
 def build_parser(modules: Sequence[str] = tuple(COMMAND_MODULES)) -> argparse.ArgumentParser:
@@ -29,25 +30,51 @@ def build_parser(modules: Sequence[str] = tuple(COMMAND_MODULES)) -> argparse.Ar
     parser = argparse.ArgumentParser(
         prog="infoenh", description="InfoEnh for multimodal sentiment analysis: data tools, training, ablations.")
     parser.add_argument("--version", action="version", version=f"infoenh {__version__}")
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--debug", "--traceback", dest="debug", action="store_true",
+                        help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in modules:
         importlib.import_module(name).add_parser(sub)
     return parser
 
 
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, MemoryError):
+        return "out of memory" + (f" ({exc})" if str(exc) else "") + "; use smaller sizes or a machine with more memory"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the chosen command and return its exit code."""
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the chosen command and return its exit code.
+
+    A user error (bad input, bad option, a diverged run, a locked folder) ends in one line on
+    stderr and exit code 1; any other exception is reported in one line as an internal error; Ctrl-C
+    says how to resume and exits 130. ``--debug`` shows the traceback instead.
+    """
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
+    name = args.command
     try:
         return int(args.func(args) or 0)
-    except _USER_ERRORS as exc:
-        if args.traceback:
+    except KeyboardInterrupt:
+        if args.debug:
             raise
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"infoenh {args.command}: error: {msg}", file=sys.stderr)
+        hint = getattr(args, "resume_hint", None) or "nothing was lost that a re-run cannot redo"
+        print(f"\ninfoenh {name}: interrupted; {hint}", file=sys.stderr)
+        return 130
+    except (*_USER_ERRORS, MemoryError) as exc:
+        if args.debug:
+            raise
+        print(f"infoenh {name}: error: {_message(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug: still one line, with how to see and report it
+        if args.debug:
+            raise
+        print(f"infoenh {name}: internal error ({type(exc).__name__}: {exc}); re-run with --debug for the "
+              "traceback and report it", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -64,7 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--sha256", help="the published SHA-256")
     d.add_argument("--no-resume", dest="resume", action="store_false")
     d.add_argument("--quiet", action="store_true")
-    d.set_defaults(func=run_download)
+    d.set_defaults(func=run_download, resume_hint="re-run the same command to resume the download from its .part file")
     return p
 
 

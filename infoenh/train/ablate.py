@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from .._validate import MODALITIES
 from .checkpoint import write_json
 from .config import TrainConfig, seeds_list
+from .lock import folder_lock
 from .results import COLUMNS
 from .runner import train_seeds
 from .stats import paired_comparison
@@ -71,6 +72,8 @@ def run_ablation(ds, base: TrainConfig, arms: Optional[Sequence[str]], seeds: Op
                  log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Train every arm on every seed (``out_dir/<arm>/``), compare, write ``ablation.json`` and
     ``ablation.md``; return the JSON document."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot (--n-boot) must be an integer >= 1, got {n_boot!r}")
     arms = list(ARMS) if not arms else list(dict.fromkeys(arms))
     for a in arms:
         if a not in ARMS:
@@ -81,7 +84,13 @@ def run_ablation(ds, base: TrainConfig, arms: Optional[Sequence[str]], seeds: Op
         if a in _MATCHED and _MATCHED[a] not in arms:
             arms.insert(arms.index(a), _MATCHED[a])
     seeds = seeds_list(seeds)
-    out = Path(out_dir)
+    for a in arms:
+        arm_config(base, a).resolved()   # every arm's options checked before anything trains
+    with folder_lock(out_dir):
+        return _run_arms(ds, base, arms, seeds, Path(out_dir), data_info, fresh, n_boot, log)
+
+
+def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log) -> Dict[str, Any]:
     results: Dict[str, Dict[str, Any]] = {}
     for a in arms:
         if log:

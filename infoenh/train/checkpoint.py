@@ -54,6 +54,26 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def write_jsonl(records, path) -> None:
+    """Write one JSON line per record, atomically (the whole file is replaced)."""
+    data = "".join(json.dumps(_finite(r), allow_nan=False) + "\n" for r in records).encode()
+    _atomic(Path(path), lambda f: f.write(data))
+
+
+def remove_leftovers(folder) -> list:
+    """Delete the temporary files of saves that a killed process left in ``folder``
+    (``.NAME.*.tmp``, written by :func:`_atomic`); return their names. Call it holding the
+    folder's lock, so no live save is touched."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        try:
+            p.unlink()
+            removed.append(p.name)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def write_json(obj: Any, path) -> None:
     """Write strict JSON atomically (indent 2); NaN/inf (an undefined metric) become ``null``."""
     data = (json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n").encode()

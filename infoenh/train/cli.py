@@ -17,6 +17,10 @@ from .._validate import MODALITIES
 from ..models.registry import MODELS, TRAIN_DEFAULTS
 
 
+_RESUME = ("re-run the same command to resume: every seed continues from its last finished epoch (checkpoints "
+           "in --out), finished seeds are reused")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="'synthetic' (the generated testbed) or a path to an MMSA/MulT .pkl")
     p.add_argument("--model", required=True, choices=sorted(MODELS), help="host model: lf (late fusion), selfmm, misa")
@@ -35,7 +39,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None,
                    help="build the model on these modalities only (missing-modality ablation)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast of the encoders on CUDA, fp32 on CPU; bf16: also on CPU; fp32: none. "
+                        "Heads, losses, selection and metrics are float32 in every case")
+    p.add_argument("--no-amp", action="store_true", help="same as --precision fp32")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's; 1 is fastest for small models on a busy machine)")
     g = p.add_argument_group("InfoEnh")
@@ -63,7 +70,7 @@ def _config(args, infoenh: str):
                        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, lr_schedule=args.lr_schedule, device=args.device,
-                       amp=not args.no_amp, infoenh_kwargs=ie, quiet=args.quiet)
+                       amp=not args.no_amp, precision=args.precision, infoenh_kwargs=ie, quiet=args.quiet)
 
 
 def _threads(args) -> None:
@@ -99,7 +106,10 @@ def cmd_ablate(args) -> int:
 
     _threads(args)
     cfg = _config(args, "full")
+    cfg.resolved()                     # every option checked before the data is loaded
     ds, info = load_data(args.data, scale=args.synthetic_scale, synthetic_seed=args.synthetic_seed)
+    if args.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1 (bootstrap resamples for the CI), got {args.n_boot}")
     run_ablation(ds, cfg, args.arms, args.seeds, args.out, data_info=info, fresh=args.fresh,
                  n_boot=args.n_boot, log=_log(args))
     with open(f"{args.out}/ablation.md") as f:
@@ -119,11 +129,11 @@ def add_parser(subparsers) -> None:
     sw.add_argument("--no-infoenh", action="store_true", help="the host alone")
     sw.add_argument("--no-fib", action="store_true", help="InfoEnh without FIB (no gate, no InfoNCE): FIA only")
     sw.add_argument("--no-fia", action="store_true", help="InfoEnh without FIA: FIB only")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, resume_hint=_RESUME)
 
     a = subparsers.add_parser("ablate", help="run the paper's ablation arms over the same seeds and compare them",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(a)
     a.add_argument("--arms", nargs="+", choices=list(ARMS), default=None, help="arms to run (default: all)")
     a.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples for the CI")
-    a.set_defaults(func=cmd_ablate)
+    a.set_defaults(func=cmd_ablate, resume_hint=_RESUME)

@@ -45,7 +45,7 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, f
 
 
 def results_doc(runs: Sequence[Dict[str, Any]], config: Dict[str, Any]) -> Dict[str, Any]:
-    runs = [{k: v for k, v in r.items() if k != "fingerprint"} for r in runs]
+    runs = [{k: v for k, v in r.items() if k != "fingerprint_doc"} for r in runs]
     return {"runs": runs, "summary": summarize(runs), "config": config, "dataset": config.get("dataset", "")}
 
 

@@ -4,19 +4,25 @@
     doc = train_seeds(ds, TrainConfig(model="lf"), [1111, 1112], "runs/lf", data_info=info)
 
 Each seed trains in ``out/seed_<s>/`` (checkpoint, log, ``run.json``). A seed whose ``run.json``
-matches the configuration is not retrained; a seed with a checkpoint resumes from it. After every
-seed ``out/results.json`` is rewritten (atomically) with the seeds done so far.
+has the same fingerprint (configuration, data content and code: :mod:`infoenh.train.fingerprint`)
+is not retrained, and a line on stderr says so even under ``quiet``; a seed with a checkpoint of the
+same fingerprint resumes from it. A fingerprint that differs is refused with what differs. After
+every seed ``out/results.json`` is rewritten (atomically) with the seeds done so far. One process
+at a time writes to ``out`` (:func:`infoenh.train.lock.folder_lock`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from .checkpoint import write_json
+from .checkpoint import remove_leftovers, write_json
 from .config import TrainConfig, seeds_list
+from .fingerprint import fingerprint_hash, mismatch_error
+from .lock import folder_lock
 from .results import format_table, results_doc
 from .trainer import RUN_JSON, fit, run_fingerprint
 
@@ -62,15 +68,30 @@ def load_data(spec: str, *, scale: Optional[str] = None, synthetic_seed: int = 0
     return ds, info
 
 
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def _done(run_dir: Path, cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
+    """The finished result in ``run_dir/run.json`` when it was computed from the same inputs;
+    ``None`` when there is none (or it is unreadable: the checkpoint then decides); refuses a
+    result of other inputs."""
     p = run_dir / RUN_JSON
     if not p.exists():
         return None
     try:
         r = json.loads(p.read_text())
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        r, why = None, f"unreadable ({e})"
+    else:
+        why = f"not a run record (a JSON {type(r).__name__})"
+    if not isinstance(r, dict) or not isinstance(r.get("test"), dict):
+        _say(f"[seed {cfg.seed}] {p} is {why}; not reused: the run resumes from its checkpoint or starts again")
         return None
-    return r if r.get("fingerprint") == run_fingerprint(cfg.resolved(), ds) else None
+    fp = run_fingerprint(cfg.resolved(), ds)
+    if r.get("fingerprint") != fingerprint_hash(fp):
+        raise mismatch_error("finished result", p, r.get("fingerprint_doc"), fp)
+    return r
 
 
 def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *, data_info: Optional[Dict] = None,
@@ -79,28 +100,32 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
     """Train ``cfg`` once per seed; write and return the ``results.json`` document."""
     seeds = seeds_list(seeds)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data_info = dict(data_info or {"data": "in-memory", "dataset": "SYNTHETIC" if getattr(ds, "synthetic", False)
-                                   else "in-memory data", "synthetic": bool(getattr(ds, "synthetic", False))})
     resolved = cfg.resolved()
-    config = {**{k: v for k, v in resolved.to_dict().items() if k not in ("seed", "quiet")},
-              "seeds": seeds, **data_info,
-              "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
-              "std": "sample standard deviation over seeds (ddof=1)"}
-    runs = []
-    for s in seeds:
-        run_cfg = dataclasses.replace(cfg, seed=s)
-        run_dir = out / f"seed_{s}"
-        if fresh and run_dir.exists():
-            shutil.rmtree(run_dir)
-        r = _done(run_dir, run_cfg, ds)
-        if r is None:
-            r = fit(ds, run_cfg, run_dir, log=log, **(fit_kwargs or {}))
-        elif log is not None:
-            log(f"[seed {s}] already finished in {run_dir}; reusing its result")
-        runs.append(r)
-        write_json(results_doc(runs, config), out / "results.json")
-    return results_doc(runs, config)
+    with folder_lock(out):
+        remove_leftovers(out)
+        data_info = dict(data_info or {"data": "in-memory", "dataset": "SYNTHETIC" if getattr(ds, "synthetic", False)
+                                       else "in-memory data", "synthetic": bool(getattr(ds, "synthetic", False))})
+        config = {**{k: v for k, v in resolved.to_dict().items() if k not in ("seed", "quiet")},
+                  "seeds": seeds, **data_info,
+                  "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
+                  "std": "sample standard deviation over seeds (ddof=1)"}
+        fp = run_fingerprint(resolved, ds)
+        config.update(data_sha256=fp["data"]["content_sha256"], code=fp["code"])
+        runs = []
+        for s in seeds:
+            run_cfg = dataclasses.replace(cfg, seed=s)
+            run_dir = out / f"seed_{s}"
+            if fresh and run_dir.exists():
+                shutil.rmtree(run_dir)
+            r = _done(run_dir, run_cfg, ds)
+            if r is None:
+                r = {**fit(ds, run_cfg, run_dir, log=log, **(fit_kwargs or {})), "reused": False}
+            else:
+                _say(f"[seed {s}] reusing the finished run in {run_dir} (same configuration, data and code)")
+                r = {**r, "reused": True}
+            runs.append(r)
+            write_json(results_doc(runs, config), out / "results.json")
+        return results_doc(runs, config)
 
 
 __all__ = ["SYNTHETIC_SCALES", "load_data", "train_seeds", "format_table"]

@@ -27,19 +27,44 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..models import HostModel, build_model
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .checkpoint import load_checkpoint, remove_leftovers, save_checkpoint, write_json, write_jsonl
 from .config import TrainConfig
+from .fingerprint import fingerprint_hash, mismatch_error
+from .fingerprint import run_fingerprint as _run_fingerprint
+from .lock import folder_lock
 from .seeding import deterministic, get_rng_state, seed_everything, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
 RUN_JSON = "run.json"
 LOG = "log.jsonl"
-FORMAT = "infoenh-train-v1"
+FORMAT = "infoenh-train-v2"
 SPLITS = ("train", "valid", "test")
 
 
 class TrainingInterrupted(RuntimeError):
     """Raised by the ``stop_after_epochs`` hook (tests simulate a killed run with it)."""
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss, a gradient or the weights became NaN/inf during training (the data had passed its
+    checks): the optimisation diverged, the input is not to blame."""
+
+
+def diverged(epoch: int, step: int, batch: int, what: str) -> TrainingDiverged:
+    return TrainingDiverged(f"training diverged at epoch {epoch} step {step} (batch {batch}): {what}; lower --lr "
+                            "or enable clipping (--grad-clip), then re-run with --fresh")
+
+
+def _params_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The total 2-norm of all gradients (a 0-dim tensor; inf/NaN when any gradient is)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def resolve_device(name: Optional[str]) -> torch.device:
@@ -67,11 +92,24 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> Dict[str, Any]:
     return out
 
 
-def autocast_for(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA when ``amp``; nothing on the CPU."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def autocast_for(device: torch.device, amp=True):
+    """``amp``: True -> bf16 autocast on CUDA, nothing on the CPU; ``"bf16"`` -> bf16 autocast on
+    any device; False -> none (float32)."""
+    if amp == "bf16" or (amp is True and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def device_name(device: torch.device) -> str:
+    """``"cpu"`` or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def precision_label(device: torch.device, amp=True) -> str:
+    """What ``results.json`` says of the arithmetic: ``"fp32"`` or ``"bf16-mixed"``."""
+    return "bf16-mixed" if (amp == "bf16" or (amp is True and device.type == "cuda")) else "fp32"
 
 
 def _metrics(pred: np.ndarray, true: np.ndarray) -> Dict[str, float]:
@@ -101,8 +139,8 @@ def evaluate(model: HostModel, loader: DataLoader, device: torch.device, amp: bo
     true = torch.cat(trues).cpu().numpy().astype(np.float64)
     loss = float(torch.cat(losses).mean())
     if not np.isfinite(pred).all():
-        raise FloatingPointError(f"the model predicts NaN/inf on the {getattr(loader.dataset, 'split', '')} split: "
-                                 "it diverged; lower the learning rate (--lr) or turn on gradient clipping")
+        raise TrainingDiverged(f"the model predicts NaN/inf on the {getattr(loader.dataset, 'split', '')} split: "
+                               "training diverged; lower --lr or enable clipping (--grad-clip)")
     return {"loss": loss, "metrics": _metrics(pred, true), "pred": pred, "true": true}
 
 
@@ -136,14 +174,26 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
     check_every = 1 if device.type == "cpu" else 10
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=desc, leave=False, disable=cfg.quiet, dynamic_ncols=True, file=sys.stderr)
+    step = 0
     for i, batch in enumerate(bar):
         b = to_device(batch, device)
-        with autocast_for(device, cfg.amp):
-            out = model(b)
-            loss, parts = model.training_loss(out, b, epoch)
+        try:
+            with autocast_for(device, cfg.autocast):
+                out = model(b)
+                loss, parts = model.training_loss(out, b, epoch)
+        except ValueError:
+            # InfoEnh checks its inputs (the encoders' outputs): NaN there after data that passed
+            # its checks means the weights diverged, not that the data is bad
+            if not _params_finite(model):
+                raise diverged(epoch, step, i + 1, "the weights became NaN/inf") from None
+            raise
         loss.backward()
         model.after_backward(out, b, epoch)
         if (i + 1) % cfg.accum_steps == 0 or i + 1 == n:
+            step += 1
+            gnorm = _grad_norm(model)
+            if not bool(torch.isfinite(gnorm)):
+                raise diverged(epoch, step, i + 1, f"loss {float(loss.detach()):.4g}, gradient norm {float(gnorm)}")
             _clip(model, cfg)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -156,9 +206,7 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
         if (i + 1) % check_every == 0 or i + 1 == n:
             running = float(sums["loss"]) / (i + 1)
             if not math.isfinite(running):
-                raise FloatingPointError(
-                    f"training loss became {running} at epoch {epoch}, batch {i + 1}; lower the learning rate "
-                    "(--lr) or turn on gradient clipping, and check the data for extreme values")
+                raise diverged(epoch, step, i + 1, f"loss {running}")
             bar.set_postfix(loss=f"{running:.4f}", refresh=False)
     bar.close()
     res = {k: float(v) / n for k, v in sums.items()}
@@ -187,13 +235,10 @@ def _train_labels(ds_train, batch_size: int = 512):
     return torch.cat(labels), torch.cat(index)
 
 
-def run_fingerprint(cfg: TrainConfig, ds: Mapping) -> str:
-    """The configuration plus what identifies the data (widths, split sizes, synthetic or not): a
-    checkpoint or a finished run is reused only when this matches."""
-    first = ds["train"]
-    data = {"dims": dict(first.dims) if hasattr(first, "dims") else dict(getattr(ds, "dims", {})),
-            "sizes": {s: len(ds[s]) for s in SPLITS}, "synthetic": bool(getattr(ds, "synthetic", False))}
-    return cfg.fingerprint() + "|data=" + json.dumps(data, sort_keys=True)
+def run_fingerprint(cfg: TrainConfig, ds: Mapping) -> Dict[str, Any]:
+    """What a checkpoint or a finished run must have been computed from to be reused: the
+    configuration, the data's content and the code (:mod:`infoenh.train.fingerprint`)."""
+    return _run_fingerprint(cfg, ds)
 
 
 def _scheduler(cfg: TrainConfig, optimizer):
@@ -232,9 +277,20 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     _check_splits(ds)
     device = resolve_device(cfg.device)
     run_dir = None if run_dir is None else Path(run_dir)
-    fingerprint = run_fingerprint(cfg, ds)
-    ckpt_path = None if run_dir is None else run_dir / CHECKPOINT
+    if run_dir is None:
+        return _fit(ds, cfg, device, None, None, None, resume, on_epoch_end, stop_after_epochs, log,
+                    return_model)
+    fp_doc = run_fingerprint(cfg, ds)
+    fingerprint = fingerprint_hash(fp_doc)
+    with folder_lock(run_dir):
+        remove_leftovers(run_dir)
+        return _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, stop_after_epochs, log,
+                    return_model)
 
+
+def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, stop_after_epochs, log, return_model):
+    """:func:`fit` once its arguments are checked and the run folder is locked."""
+    ckpt_path = None if run_dir is None else run_dir / CHECKPOINT
     with deterministic(cfg.deterministic, device):
         seed_everything(cfg.seed)
         from ..data import make_loaders
@@ -256,14 +312,9 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
         if ckpt_path is not None and resume and ckpt_path.exists():
             ck = load_checkpoint(ckpt_path)
             if ck.get("format") != FORMAT or ck.get("fingerprint") != fingerprint:
-                theirs = str(ck.get("fingerprint", "")).partition("|data=")
-                ours = fingerprint.partition("|data=")
-                what = "data (widths/sizes)" if theirs[0] == ours[0] else "configuration"
-                raise RuntimeError(
-                    f"{ckpt_path} was written by a run with another {what} (checkpoint: "
-                    f"{theirs[2] if what.startswith('data') else theirs[0]}; now: "
-                    f"{ours[2] if what.startswith('data') else ours[0]}); use another --out directory, "
-                    "or --fresh to start again")
+                theirs = ck.get("fingerprint_doc")
+                raise mismatch_error("checkpoint", ckpt_path, json.loads(theirs) if isinstance(theirs, str) else None,
+                                     fp_doc)
             model.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])
             if scheduler is not None and ck.get("scheduler") is not None:
@@ -273,6 +324,7 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
             start, best, bad = int(ck["epoch"]) + 1, ck["best"], int(ck["bad_epochs"])
             history, finished = list(ck["history"]), bool(ck["finished"])
             train_secs = float(ck.get("train_seconds", 0.0))
+            write_jsonl(history, run_dir / LOG)   # the log is the checkpoint's history: no gap, no extra line
             log(f"[seed {cfg.seed}] resumed from {ckpt_path} after epoch {start - 1}")
 
         epoch = start - 1
@@ -282,10 +334,10 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
             t0 = time.perf_counter()
             tr = train_one_epoch(model, loaders["train"], optimizer, cfg, epoch, device,
                                  desc=f"seed {cfg.seed} epoch {epoch}")
-            va = evaluate(model, loaders["valid"], device, cfg.amp)
+            va = evaluate(model, loaders["valid"], device, cfg.autocast)
             if not math.isfinite(va["loss"]):
-                raise FloatingPointError(f"validation loss is {va['loss']} after epoch {epoch}: the model diverged; "
-                                         "lower the learning rate (--lr) or turn on gradient clipping")
+                raise TrainingDiverged(f"training diverged at epoch {epoch}: the validation loss is {va['loss']}; "
+                                       "lower --lr or enable clipping (--grad-clip), then re-run with --fresh")
             if scheduler is not None:
                 scheduler.step(va["loss"])
             if va["loss"] <= best["valid_loss"] - 1e-6:
@@ -303,14 +355,14 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
             log(_log_line(cfg.seed, epoch, cfg, tr, va, best["epoch"], bad, secs))
             if ckpt_path is not None:
                 save_checkpoint({
-                    "format": FORMAT, "fingerprint": fingerprint, "epoch": epoch, "finished": finished,
+                    "format": FORMAT, "fingerprint": fingerprint, "fingerprint_doc": json.dumps(fp_doc),
+                    "epoch": epoch, "finished": finished,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": None if scheduler is None else scheduler.state_dict(),
                     "rng": get_rng_state(), "loader_generator": gen.get_state(),
                     "best": best, "bad_epochs": bad, "history": history, "train_seconds": train_secs,
                 }, ckpt_path)
-                with open(run_dir / LOG, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                write_jsonl(history, run_dir / LOG)   # rewritten whole from the checkpoint's history
             if on_epoch_end is not None:
                 on_epoch_end(epoch, model, record)
             if stop_after_epochs is not None and epoch >= stop_after_epochs and not finished:
@@ -321,14 +373,17 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
         if best["state"] is None:
             raise RuntimeError("no epoch was trained (epochs < 1?)")
         model.load_state_dict(best["state"])
-        te = evaluate(model, loaders["test"], device, cfg.amp)
+        te = evaluate(model, loaders["test"], device, cfg.autocast)
     result = {
         "seed": cfg.seed, "best_epoch": int(best["epoch"]), "valid": dict(best["valid"]), "test": te["metrics"],
         "valid_loss": float(best["valid_loss"]), "test_loss": te["loss"], "epochs_run": len(history),
-        "stopped_early": len(history) < cfg.epochs, "train_seconds": round(train_secs, 3), "device": str(device),
+        "stopped_early": len(history) < cfg.epochs, "train_seconds": round(train_secs, 3), "device": device_name(device),
+        "precision": precision_label(device, cfg.autocast),
+        "float32": "predictions, losses, model selection and metrics (whatever autocast does)",
         "history": [{"epoch": h["epoch"], "train_loss": h["train"]["loss"], "valid_loss": h["valid_loss"]}
                     for h in history],
     }
     if run_dir is not None:
-        write_json({**result, "fingerprint": fingerprint}, run_dir / RUN_JSON)
+        result["fingerprint"] = fingerprint
+        write_json({**result, "fingerprint_doc": fp_doc}, run_dir / RUN_JSON)
     return (result, model) if return_model else result
