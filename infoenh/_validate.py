@@ -2,6 +2,8 @@
 argument, what was wrong, and what to do. Nothing is silently fixed or dropped."""
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
@@ -32,10 +34,19 @@ def check_tensor(
     if min_ndim is not None and x.dim() < min_ndim:
         raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
     if floating and not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; call .float() first")
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; {dtype_hint(x, name)}")
     if finite and x.is_floating_point() and not bool(finite_flag(x)):
         _raise_nonfinite(x, name)
     return x
+
+
+def dtype_hint(x: torch.Tensor, name: str) -> str:
+    """What to do with a tensor whose dtype is not floating: complex ones get their own advice,
+    because ``.float()`` would silently drop the imaginary part."""
+    if x.is_complex():
+        return (f"complex values are not accepted (a cast would drop the imaginary part): pass {name}.real, "
+                f"{name}.abs(), or the real and imaginary parts as separate features")
+    return f"pass {name}.float()"
 
 
 def finite_flag(x: torch.Tensor) -> torch.Tensor:
@@ -119,6 +130,20 @@ def check_same_batch(tensors: Mapping[str, torch.Tensor], where: str) -> int:
     if not sizes:
         raise ValueError(f"{where}: no inputs given")
     return next(iter(sizes.values()))
+
+
+def check_number(value, name: str, *, gt: Optional[float] = None, ge: Optional[float] = None,
+                 meaning: str = "") -> float:
+    """Check that ``value`` is a finite real number (not a bool) with ``value > gt`` and/or
+    ``value >= ge``; return it as a float. ``meaning`` (e.g. "the InfoNCE temperature") goes into
+    the message. Pure host work: meant for hyper-parameters, not tensors."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (gt is None or value > gt) and (ge is None or value >= ge)
+    if not ok:
+        bounds = " and ".join(b for b in (gt is not None and f"> {gt:g}", ge is not None and f">= {ge:g}") if b)
+        what = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name}{what} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
+    return float(value)
 
 
 def check_positive_int(value, name: str) -> int:

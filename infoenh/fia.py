@@ -27,7 +27,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._validate import MODALITIES, check_mask, check_modalities, check_same_batch, check_tensor
+from ._validate import MODALITIES, check_mask, check_modalities, check_number, check_same_batch, check_tensor
 from .ot import cosine_cost, sinkhorn, unit_rows
 
 FIA_MODES = ("token", "feature")
@@ -57,7 +57,7 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
         feats: modality -> [B, k, d]; two or three of "text", "audio", "vision", same B, k, d.
         masks: None, or modality -> [B, k] bool (True = real row) for the same modalities.
             Padded rows are zeroed in the output and carry no transport mass.
-        reg: entropic regularisation (the paper's 1/lambda).
+        reg: entropic regularisation (the paper's 1/lambda), a finite number > 0.
         mode: ``"token"`` (default) or ``"feature"``, see the module docstring.
         max_iter, tol: Sinkhorn's iteration cap and stopping threshold (marginal error).
         detach_plan: stop the gradient through the plan (the transported values still get one
@@ -84,8 +84,7 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
     if len(set(shapes.values())) > 1:
         raise ValueError(f"fia needs every modality as [B, k, d] with the same k and d, got {shapes}")
     B, k, d = shapes[names[0]]
-    if not float(reg) > 0:
-        raise ValueError(f"reg must be > 0, got {reg}")
+    reg = check_number(reg, "reg", gt=0, meaning="the entropic regularisation")
 
     if masks is not None:
         if set(masks) != set(names):

@@ -158,17 +158,24 @@ class FIB(nn.Module):
     def forward(self, x: Tensor, mask: Optional[Tensor] = None, *, validate: bool = True) -> FIBOutput:
         """x [B, L, d_in], mask [B, L] bool (True = real step) or None -> :class:`FIBOutput`.
 
-        ``validate=False`` skips the input checks (shape, NaN/inf, mask values): for callers such
-        as :class:`infoenh.InfoEnh` that checked ``x`` and ``mask`` once at their own entry.
+        ``x`` may have any floating dtype; it is cast to the parameters' dtype (float32 unless the
+        module was converted), a no-op when they agree. ``validate=False`` skips the input checks
+        (shape, dtype, NaN/inf, mask values): for callers such as :class:`infoenh.InfoEnh` that
+        checked ``x`` and ``mask`` once at their own entry.
         """
         if validate:
-            check_tensor(x, "x", ndim=3)
+            check_tensor(x, "x", ndim=3, finite=False)
             if x.shape[-1] != self.in_dim:
                 raise ValueError(f"x has width {x.shape[-1]} but this FIB was built for in_dim={self.in_dim}")
             if x.shape[1] < 1:
                 raise ValueError(f"x has no time steps (shape {tuple(x.shape)})")
             if mask is not None:
                 mask = check_mask(mask, "mask", x.shape[:2])
+        dtype = self.proj.weight.dtype
+        name = "x" if x.dtype == dtype else f"x (cast to {dtype})"
+        x = x.to(dtype)                                                # no-op when the dtypes agree
+        if validate:                                                   # NaN/inf, or overflow in the cast
+            check_tensor(x, name)
         mask = _mask_on(x, mask)
         e, e_mask, idx = self._pool(x, mask)                           # [B, k, d], [B, k], [B, k]
         row = e_mask.unsqueeze(-1).to(e.dtype)                         # [B, k, 1]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._validate import check_mask, check_tensor
+from ._validate import check_mask, check_number, check_tensor
 
 NEGATIVES = ("sign", "acc7", "all")
 POOLS = ("mean", "flatten")
@@ -93,7 +93,7 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
         z: [B, k, d] filtered embedding (FIB's ``z``).
         labels: [B] regression labels; None is allowed only with ``negatives="all"``.
         mask: [B, k] bool, True for real rows; None means all rows are real.
-        tau: temperature (> 0).
+        tau: temperature, a finite number > 0.
         negatives: ``"sign"``, ``"acc7"`` or ``"all"``, see :func:`negative_mask`.
         pool: ``"mean"`` (masked mean over real rows) or ``"flatten"`` (concatenate the k rows).
         validate: ``False`` skips the NaN/inf scans of ``e``, ``z`` and ``labels`` (shapes are still
@@ -110,8 +110,7 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
         raise ValueError(f"e and z must have the same shape, got {tuple(e.shape)} and {tuple(z.shape)}")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    if not float(tau) > 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+    tau = check_number(tau, "tau", gt=0, meaning="the InfoNCE temperature")
     B, k, _ = e.shape
     mask = torch.ones(B, k, dtype=torch.bool) if mask is None else check_mask(mask, "mask", (B, k))
     mask = mask.to(e.device)

@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ._validate import (MODALITIES, check_finite, check_mask, check_modalities, check_positive_int, check_same_batch,
-                        check_tensor)
+from ._validate import (MODALITIES, check_finite, check_mask, check_modalities, check_number, check_positive_int,
+                        check_same_batch, check_tensor, dtype_hint)
 from .fia import FIA_MODES, fia
 from .fib import FIB
 from .infonce import NEGATIVES, sentiment_infonce
@@ -43,9 +43,15 @@ class InfoEnh(nn.Module):
         d: common width after FIB's projection.  k: time steps kept by top-k pooling.
         use_fib: gate on (True) or off (z = e).  use_infonce: add the InfoNCE term.
         use_fia: align with OT (output width M*d) or not (width d).
-        alpha: weight of the InfoNCE sum (paper: 0.5).  tau, negatives: see :func:`sentiment_infonce`.
-        score: top-k scorer, "learned" or "norm".  reg, fia_mode, detach_plan: see :func:`fia`.
-        ot_iters: Sinkhorn iteration cap.
+        alpha: weight of the InfoNCE sum, finite and >= 0 (paper: 0.5).
+        tau: InfoNCE temperature, finite and > 0.  negatives: see :func:`sentiment_infonce`.
+        score: top-k scorer, "learned" or "norm".  reg: Sinkhorn's regularisation, finite and > 0.
+        fia_mode, detach_plan: see :func:`fia`.  ot_iters: Sinkhorn iteration cap.
+
+    Input dtypes: sequences of any floating dtype (float16, bfloat16, float32, float64) are cast to
+    the module's parameter dtype (float32 unless the module was converted, e.g. with ``.double()``)
+    before FIB, so the outputs are in that dtype; under autocast the layers then run as autocast
+    decides. Integer, bool and complex sequences are refused with a TypeError.
     """
 
     def __init__(self, in_dims: Dict[str, int], d: int = 128, k: int = 16, *, use_fib: bool = True,
@@ -63,18 +69,19 @@ class InfoEnh(nn.Module):
             raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
         if fia_mode not in FIA_MODES:
             raise ValueError(f"fia_mode must be one of {FIA_MODES}, got {fia_mode!r}")
-        if not float(tau) > 0 or not float(reg) > 0:
-            raise ValueError(f"tau and reg must be > 0, got tau={tau}, reg={reg}")
+        self.alpha = check_number(alpha, "alpha", ge=0, meaning="the weight of the InfoNCE loss")
+        self.tau = check_number(tau, "tau", gt=0, meaning="the InfoNCE temperature")
+        self.reg = check_number(reg, "reg", gt=0, meaning="Sinkhorn's entropic regularisation")
         self.in_dims = {m: check_positive_int(in_dims[m], f"in_dims[{m!r}]") for m in self.modalities}
         self.d, self.k = check_positive_int(d, "d"), check_positive_int(k, "k")
         self.use_fib, self.use_infonce, self.use_fia = use_fib, use_infonce, use_fia
-        self.alpha, self.tau, self.negatives = float(alpha), float(tau), negatives
-        self.reg, self.fia_mode, self.detach_plan = float(reg), fia_mode, detach_plan
+        self.negatives, self.fia_mode, self.detach_plan = negatives, fia_mode, detach_plan
         self.ot_iters = check_positive_int(ot_iters, "ot_iters")
         self.fib = nn.ModuleDict({m: FIB(self.in_dims[m], d, k, score=score, gate=use_fib) for m in self.modalities})
         self.out_dim = d * len(self.modalities) if use_fia else d
 
     def _check(self, seqs, masks, labels):
+        """Validate the inputs of :meth:`forward`; return ``(seqs cast to the parameter dtype, masks)``."""
         if not isinstance(seqs, dict):
             raise TypeError("seqs must be a dict modality -> tensor [B, L_m, d_m]")
         for name, given in (("seqs", seqs), ("masks", masks)):
@@ -85,8 +92,13 @@ class InfoEnh(nn.Module):
             if missing or extra:
                 raise KeyError(f"{name} must have exactly the keys {list(self.modalities)} this InfoEnh was built "
                                f"with; missing {missing}, unexpected {extra}")
+        dtype = self.fib[self.modalities[0]].proj.weight.dtype
         for m in self.modalities:
-            check_tensor(seqs[m], f"seqs[{m!r}]", ndim=3, finite=False)
+            check_tensor(seqs[m], f"seqs[{m!r}]", ndim=3, finite=False, floating=False)
+            if not seqs[m].is_floating_point():
+                hint = dtype_hint(seqs[m], f"seqs[{m!r}]")
+                raise TypeError(f"seqs[{m!r}] has dtype {seqs[m].dtype}, but InfoEnh takes floating-point features "
+                                f"(any float dtype, cast to its parameter dtype {dtype}); {hint}")
             if seqs[m].shape[-1] != self.in_dims[m]:
                 raise ValueError(f"seqs[{m!r}] has width {seqs[m].shape[-1]}, but in_dims[{m!r}] = {self.in_dims[m]}")
             if seqs[m].shape[1] < 1:
@@ -98,16 +110,22 @@ class InfoEnh(nn.Module):
             check_tensor(labels, "labels", ndim=1, finite=False)
             if labels.shape[0] != B:
                 raise ValueError(f"labels has {labels.shape[0]} entries but the batch has {B} samples")
-        # NaN / inf: one reduction per tensor and a single host sync for all of them
-        check_finite({**{f"seqs[{m!r}]": seqs[m] for m in self.modalities}, "labels": labels})
-        return masks
+        cast = {m: seqs[m].to(dtype) for m in self.modalities}   # no-op (the same tensor) when dtypes agree
+        # NaN / inf: one reduction per tensor and a single host sync for all of them, after the cast
+        try:
+            check_finite({**{f"seqs[{m!r}]": cast[m] for m in self.modalities}, "labels": labels})
+        except ValueError:
+            _raise_if_cast_overflowed(seqs, cast)
+            raise
+        return cast, masks
 
     def forward(self, seqs: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None,
                 labels: Optional[Tensor] = None) -> InfoEnhOutput:
         """seqs: modality -> [B, L_m, d_m]; masks: modality -> [B, L_m] bool or None; labels: [B] or None.
 
-        The inputs are checked once, here (shapes, keys, masks, and NaN/inf with one host sync for
-        all modalities); FIB then runs without repeating the checks on the whole sequences.
+        The inputs are checked once, here (shapes, keys, dtypes, masks, and NaN/inf with one host
+        sync for all modalities); FIB then runs without repeating the checks on the whole sequences.
+        Floating sequences of another dtype are cast to the parameters' dtype first (see the class).
 
         ``diagnostics`` holds 0-dim detached tensors on the inputs' device, not Python floats,
         so that a training step never waits for the device to read them: ``kept_frac_<m>``
@@ -115,7 +133,7 @@ class InfoEnh(nn.Module):
         InfoNCE on), ``ot_iters_mean`` and ``ot_converged_frac`` (with FIA). Read one with
         ``float(v)``; accumulate them as tensors and convert once per epoch or log line.
         """
-        masks = self._check(seqs, masks, labels)
+        seqs, masks = self._check(seqs, masks, labels)
         diag: Dict[str, Tensor] = {}
         out = {m: self.fib[m](seqs[m], None if masks is None else masks[m], validate=False) for m in self.modalities}
         aux = seqs[self.modalities[0]].new_zeros(())
@@ -138,3 +156,13 @@ class InfoEnh(nn.Module):
             diag["ot_iters_mean"] = f.n_iter.detach().float().mean()
             diag["ot_converged_frac"] = f.converged.detach().float().mean()
         return InfoEnhOutput(seqs=z, masks=row_masks, aux_loss=aux, diagnostics=diag)
+
+
+def _raise_if_cast_overflowed(seqs: Dict[str, Tensor], cast: Dict[str, Tensor]) -> None:
+    """After a failed NaN/inf check: name a sequence that is finite as given but not after the cast
+    to the parameter dtype (e.g. float64 values beyond float32's range). Error path only."""
+    for m, x in seqs.items():
+        if cast[m] is not x and bool(torch.isfinite(x).all()) and not bool(torch.isfinite(cast[m]).all()):
+            raise ValueError(f"seqs[{m!r}] is finite in {x.dtype} but not after the cast to {cast[m].dtype}, this "
+                             f"InfoEnh's parameter dtype (largest |value| {float(x.abs().max()):.3g}); rescale it, "
+                             "or convert the module with .double()")

@@ -94,6 +94,24 @@ def test_gate_and_masks_follow_the_equations():
     assert float(out.kept_frac) == pytest.approx(float(out.hard.mean()))
 
 
+def test_gate_of_exactly_one_half_is_dropped():
+    """The hard mask is g > 0.5, strictly: zero gate logits give sigmoid(0) = 0.5 exactly, and such
+    a feature is switched off; a logit just above 0 keeps its feature."""
+    fib = _fib(d=8)
+    with torch.no_grad():
+        fib.gate.weight.zero_()
+        fib.gate.bias.copy_(torch.tensor([0.0, 1e-3, 0.0, -1e-3, 0.0, 0.0, 1e-3, 0.0]))
+    x = torch.randn(3, 6, 5)
+    out = fib(x, torch.tensor([[True] * 6, [True] * 6, [True, True] + [False] * 4]))
+    at_half = torch.tensor([1, 0, 1, 0, 1, 1, 0, 1], dtype=torch.bool)
+    assert bool((out.gate[..., at_half] == 0.5).all())
+    expect = torch.tensor([0, 1, 0, 0, 0, 0, 1, 0], dtype=torch.float32) * out.mask.unsqueeze(-1)
+    assert torch.equal(out.hard, expect)
+    assert bool((out.z[..., at_half] == 0).all())
+    assert torch.equal(out.z[..., 1], out.e[..., 1] * torch.sigmoid(torch.tensor(1e-3)))
+    assert float(out.kept_frac) == pytest.approx(2 / 8)
+
+
 def test_kept_frac_counts_real_rows_only():
     fib = _fib(k=4)
     x = torch.randn(2, 4, 5)
@@ -193,8 +211,14 @@ def test_bad_inputs(make, match):
 
 
 def test_bad_construction():
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
         FIB(5, 8, 0)
+    with pytest.raises(ValueError, match="d must be an integer >= 1, got 0"):
+        FIB(5, 0, 3)
+    with pytest.raises(ValueError, match="in_dim must be an integer >= 1, got 0"):
+        FIB(0, 8, 3)
+    with pytest.raises(ValueError, match="threshold"):
+        FIB(5, 8, 3, threshold=float("nan"))
     with pytest.raises(ValueError, match="score"):
         FIB(5, 8, 3, score="max")
     with pytest.raises(ValueError, match="threshold"):
@@ -267,6 +291,26 @@ def test_learned_ranking_in_input_space_matches_projected_scores():
     out = fib(x)
     expect = s.topk(5, dim=1).indices.sort(dim=1).values
     assert torch.equal(out.idx, expect)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_floating_inputs_are_cast_to_the_parameter_dtype(dtype):
+    fib = _fib()
+    x = torch.randn(3, 10, 5).to(dtype)
+    out, ref = fib(x), fib(x.float())
+    for u, v in zip(out, ref):
+        assert u.dtype == v.dtype and torch.equal(u, v)
+
+
+def test_non_floating_and_overflowing_inputs_are_refused():
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor, got dtype torch.int64; pass x.float"):
+        _fib()(torch.ones(2, 4, 5, dtype=torch.int64))
+    with pytest.raises(TypeError, match="complex values are not accepted"):
+        _fib()(torch.ones(2, 4, 5, dtype=torch.complex64))
+    x = torch.randn(2, 4, 5, dtype=torch.float64)
+    x[0, 1, 2] = 1e200
+    with pytest.raises(ValueError, match=r"x \(cast to torch.float32\) contains 0 NaN and 1 inf"):
+        _fib()(x)
 
 
 def test_validate_false_skips_only_the_checks():

@@ -136,11 +136,21 @@ def test_gradient_reaches_e_and_z():
 
 
 def test_zero_vectors_are_finite():
-    e = torch.zeros(3, 2, 4, requires_grad=True)
-    z = torch.zeros(3, 2, 4, requires_grad=True)
-    res = sentiment_infonce(e, z, torch.tensor([1.0, -1.0, 0.0]))
+    """Zero vectors have cosine 0 with everything, so every logit is 0 and anchor i's loss is
+    exactly log(1 + |N(i)|); the batch loss is their mean over the anchors with negatives."""
+    e = torch.zeros(5, 2, 4, requires_grad=True)
+    z = torch.zeros(5, 2, 4, requires_grad=True)
+    # sign classes +, +, -, 0, +: negatives per anchor 2, 2, 4, 4, 2
+    res = sentiment_infonce(e, z, torch.tensor([1.0, 2.5, -1.0, 0.0, 0.3]))
     res.loss.backward()
-    assert torch.isfinite(res.loss) and torch.isfinite(e.grad).all()
+    expected = (3 * math.log(1 + 2) + 2 * math.log(1 + 4)) / 5
+    assert res.loss.item() == pytest.approx(expected, rel=1e-6) and res.n_no_negative == 0
+    assert torch.isfinite(e.grad).all() and torch.isfinite(z.grad).all()
+    # an anchor without negatives adds 0 and is left out of the mean: classes +, +, -
+    res = sentiment_infonce(e[:3], z[:3], torch.tensor([1.0, 2.0, -1.0]), negatives="sign")
+    assert res.loss.item() == pytest.approx((2 * math.log(2) + math.log(3)) / 3, rel=1e-6)
+    res = sentiment_infonce(e[:3], z[:3], torch.tensor([1.0, 1.0, 1.0]))
+    assert res.loss.item() == 0.0 and res.n_no_negative == 3
 
 
 def test_aligned_pairs_give_lower_loss():
@@ -165,7 +175,10 @@ def test_single_sample_batch():
         (dict(labels=torch.tensor([1.0, 2.0, 3.0])), r"shape \(2,\)"),
         (dict(labels=torch.tensor([[1.0], [2.0]])), "1 dimensions"),
         (dict(labels=None), "needs sentiment labels"),
-        (dict(tau=0.0), "tau"),
+        (dict(tau=0.0), r"tau \(the InfoNCE temperature\) must be a finite number > 0, got 0.0"),
+        (dict(tau=-0.5), r"tau .* > 0, got -0.5"),
+        (dict(tau=float("nan")), r"tau .* > 0, got nan"),
+        (dict(tau=float("inf")), r"tau .* > 0, got inf"),
         (dict(pool="max"), "pool"),
         (dict(negatives="nope"), "negatives"),
         (dict(mask=torch.ones(2, 4, dtype=torch.bool)), "shape"),

@@ -117,11 +117,32 @@ def test_single_modality_needs_fia_off():
 
 @pytest.mark.parametrize("mode", ["token", "feature"])
 def test_fia_modes_and_detach(mode):
-    model = _model(fia_mode=mode, detach_plan=True, score="norm", negatives="acc7")
+    """detach_plan=True cuts exactly the gradient that flows through the plan, and the two modes
+    transport different things (the own-embedding block E_m is the same in both)."""
     seqs, masks, labels = _batch()
-    out = model(seqs, masks, labels)
-    assert out.seqs["vision"].shape == (6, 4, 24)
-    assert all(torch.isfinite(v).all() for v in out.seqs.values())
+    # token: audio's transported blocks k * P E_j depend on audio's own FIB only through the plan;
+    # feature: d * E_audio P^T depends on the other modalities' FIB only through the plan
+    through_plan_only = "audio" if mode == "token" else "text"
+
+    def plan_grad(detach):
+        model = _model(fia_mode=mode, detach_plan=detach, score="norm", negatives="acc7")
+        out = model(seqs, masks, labels)
+        assert out.seqs["vision"].shape == (6, 4, 24)
+        assert all(torch.isfinite(v).all() for v in out.seqs.values())
+        out.seqs["audio"][..., 8:].square().sum().backward()
+        w = model.fib[through_plan_only].proj.weight.grad
+        return out, 0.0 if w is None else float(w.abs().sum())
+
+    out_on, g_on = plan_grad(False)
+    out_off, g_off = plan_grad(True)
+    assert g_on > 0 and g_off == 0.0
+    for m in DIMS:                              # detaching changes no value, only the gradient
+        torch.testing.assert_close(out_on.seqs[m], out_off.seqs[m], rtol=0, atol=0)
+    other = _model(fia_mode="feature" if mode == "token" else "token")(seqs, masks, labels)
+    plain = _model(fia_mode=mode)(seqs, masks, labels)
+    for m in DIMS:
+        torch.testing.assert_close(plain.seqs[m][..., :8], other.seqs[m][..., :8], rtol=0, atol=0)
+        assert (plain.seqs[m][..., 8:] - other.seqs[m][..., 8:]).abs().max() > 1e-3, m
 
 
 def test_padding_content_does_not_matter():
@@ -181,6 +202,87 @@ def test_bad_inputs(what, err, match):
     model = _model()
     with pytest.raises(err, match=match):
         model(*_bad(*_batch(), what))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(alpha=-0.1), r"alpha \(the weight of the InfoNCE loss\) must be a finite number >= 0, got -0.1"),
+        (dict(alpha=float("nan")), r"alpha .* >= 0, got nan"),
+        (dict(alpha=float("inf")), r"alpha .* >= 0, got inf"),
+        (dict(tau=0.0), r"tau \(the InfoNCE temperature\) must be a finite number > 0, got 0.0"),
+        (dict(tau=-1.0), r"tau .* > 0, got -1.0"),
+        (dict(tau=float("nan")), r"tau .* > 0, got nan"),
+        (dict(tau=float("inf")), r"tau .* > 0, got inf"),
+        (dict(reg=0.0), r"reg \(Sinkhorn's entropic regularisation\) must be a finite number > 0, got 0.0"),
+        (dict(reg=-0.1), r"reg .* > 0, got -0.1"),
+        (dict(reg=float("nan")), r"reg .* > 0, got nan"),
+        (dict(reg=float("inf")), r"reg .* > 0, got inf"),
+        (dict(k=0), r"k must be an integer >= 1, got 0"),
+        (dict(d=0), r"d must be an integer >= 1, got 0"),
+        (dict(d=-3), r"d must be an integer >= 1, got -3"),
+    ],
+)
+def test_bad_hyper_parameters_are_refused_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InfoEnh(DIMS, **kwargs)
+
+
+def test_alpha_zero_is_allowed_and_silences_the_loss():
+    seqs, masks, labels = _batch()
+    out = _model(alpha=0)(seqs, masks, labels)
+    assert out.aux_loss.item() == 0.0 and float(out.diagnostics["infonce_text"]) > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_floating_inputs_are_cast_to_the_parameter_dtype(dtype):
+    """Any floating input gives exactly what the same values in float32 give."""
+    model = _model()
+    seqs, masks, labels = _batch()
+    low = {m: v.to(dtype) for m, v in seqs.items()}
+    out = model(low, masks, labels.to(dtype))
+    ref = model({m: v.float() for m, v in low.items()}, masks, labels)
+    for m in DIMS:
+        assert out.seqs[m].dtype == torch.float32
+        torch.testing.assert_close(out.seqs[m], ref.seqs[m], rtol=1e-6, atol=1e-7)
+    assert out.aux_loss.dtype == torch.float32
+    torch.testing.assert_close(out.aux_loss, ref.aux_loss, rtol=1e-6, atol=1e-7)
+    (out.aux_loss + sum(v.sum() for v in out.seqs.values())).backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_a_float64_module_casts_float32_inputs_up():
+    model = _model().double()
+    seqs, masks, labels = _batch()
+    out = model(seqs, masks, labels)
+    assert all(v.dtype == torch.float64 for v in out.seqs.values()) and out.aux_loss.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "dtype, hint",
+    [
+        (torch.int64, r"pass seqs\['audio'\].float\(\)"),
+        (torch.bool, r"pass seqs\['audio'\].float\(\)"),
+        (torch.complex64, r"complex values are not accepted .* pass seqs\['audio'\].real"),
+    ],
+)
+def test_non_floating_inputs_get_one_clear_type_error(dtype, hint):
+    seqs, masks, labels = _batch()
+    seqs["audio"] = seqs["audio"].to(dtype) if dtype != torch.complex64 else torch.complex(seqs["audio"], seqs["audio"])
+    msg = rf"seqs\['audio'\] has dtype {dtype}, .*parameter dtype torch.float32\); {hint}"
+    with pytest.raises(TypeError, match=msg):
+        _model()(seqs, masks, labels)
+
+
+def test_float64_values_beyond_float32_are_named_not_called_inf():
+    seqs, masks, labels = _batch()
+    seqs["vision"] = seqs["vision"].double()
+    seqs["vision"][1, 2, 3] = 1e300
+    with pytest.raises(ValueError, match=r"seqs\['vision'\] is finite in torch.float64 but not after the cast"):
+        _model()(seqs, masks, labels)
+    seqs["vision"][1, 2, 3] = float("nan")                   # a real NaN keeps the NaN message
+    with pytest.raises(ValueError, match=r"seqs\['vision'\] contains 1 NaN"):
+        _model()(seqs, masks, labels)
 
 
 def test_bad_construction():

@@ -1,11 +1,13 @@
-"""The shared input checks: the cheap finiteness test, its exact fallback, one sync for many tensors."""
+"""The shared input checks: the cheap finiteness test, its exact fallback, one sync for many tensors,
+numeric hyper-parameters, dtype hints."""
 import builtins
 
+import numpy as np
 import pytest
 import torch
 
 from infoenh import _validate
-from infoenh._validate import check_finite, check_tensor, finite_flag
+from infoenh._validate import check_finite, check_number, check_tensor, finite_flag
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
@@ -50,3 +52,41 @@ def test_check_finite_reads_the_device_once(monkeypatch):
     monkeypatch.setattr(_validate, "bool", lambda v: reads.append(v) or builtins.bool(v), raising=False)
     check_finite({f"t{i}": torch.randn(5, 7) for i in range(3)})
     assert len(scanned) == 3 and len(reads) == 1
+
+
+@pytest.mark.parametrize("value", [0.1, 3, np.float32(0.5), np.float64(2.0), 1e300])
+def test_check_number_accepts_finite_reals_in_range(value):
+    out = check_number(value, "tau", gt=0)
+    assert type(out) is float and out == float(value)
+    assert check_number(0, "alpha", ge=0) == 0.0                          # the bound of ge is allowed
+
+
+@pytest.mark.parametrize(
+    "value, kwargs, match",
+    [
+        (0.0, dict(gt=0), r"tau must be a finite number > 0, got 0.0"),  # gt excludes its bound
+        (-1e-9, dict(ge=0), r">= 0, got -1e-09"),
+        (float("nan"), dict(gt=0), "got nan"),
+        (float("inf"), dict(gt=0), "got inf"),
+        (-float("inf"), dict(), "finite number, got -inf"),
+        (True, dict(gt=0), "got True"),                                  # a bool is not a number here
+        ("0.1", dict(gt=0), "got '0.1'"),
+        (None, dict(gt=0), "got None"),
+        (torch.tensor(0.1), dict(gt=0), "got tensor"),
+    ],
+)
+def test_check_number_refuses_with_one_message(value, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        check_number(value, "tau", **kwargs)
+
+
+def test_check_number_message_names_meaning_and_range():
+    with pytest.raises(ValueError, match=r"^alpha \(the weight\) must be a finite number >= 0, got -2$"):
+        check_number(-2, "alpha", ge=0, meaning="the weight")
+
+
+def test_non_floating_tensors_get_a_dtype_specific_hint():
+    with pytest.raises(TypeError, match=r"x must be a floating-point tensor, got dtype torch.int64; pass x.float\(\)"):
+        check_tensor(torch.ones(2, dtype=torch.int64), "x")
+    with pytest.raises(TypeError, match=r"complex64; complex values are not accepted .* pass x.real, x.abs\(\)"):
+        check_tensor(torch.ones(2, dtype=torch.complex64), "x")
