@@ -42,13 +42,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ._validate import check_positive_int, check_tensor
+from ._validate import check_number, check_positive_int, check_tensor
 
 __all__ = ["SinkhornResult", "sinkhorn", "cosine_cost", "transport_cost"]
 
@@ -56,6 +57,14 @@ __all__ = ["SinkhornResult", "sinkhorn", "cosine_cost", "transport_cost"]
 # leave [1/safe, safe] at any step is recomputed in the log domain; scalings outside
 # [1/absorb, absorb] after a kept block are folded into the log potentials (one exp pass).
 _RANGES = {torch.float64: (1e50, 1e10), torch.float32: (1e6, 1e2)}
+# Largest max|C| / reg solved in float32. The log potentials have that magnitude and float32
+# rounds them to ~6e-8 of it: the plan's entries are off by ~4e-5 relative at 1e3, ~5e-4 at 1e4,
+# ~5e-2 at 1e6, where the mass is lost too. Beyond it a float32 problem is solved in float64
+# (the result of cost.double()) and the plan is returned in float32.
+_F32_SPAN = 1e3
+# Beyond this max|C| / reg, problems that miss tol get a warning: Sinkhorn needs on the order of
+# max|C| / reg iterations there, so the cause is almost always reg too small for the cost's scale.
+_WARN_SPAN = 1e4
 
 
 class SinkhornResult(NamedTuple):
@@ -122,7 +131,10 @@ def sinkhorn(
     r"""Entropic OT plans for a batch of cost matrices, with POT's iterations and stopping rule.
 
     Args:
-        cost: ``[..., n, m]`` finite costs, float32 or float64, any leading (batch) dims.
+        cost: ``[..., n, m]`` finite costs, float32 or float64, any leading (batch) dims. A
+            float32 cost with ``max|cost| / reg`` above 1e3 is solved in float64 (float32 cannot
+            hold log potentials that large precisely enough to keep the plan's mass) and the plan
+            is returned in float32.
         reg: entropic regularisation :math:`\varepsilon > 0` (the paper's :math:`\lambda = 1/\varepsilon`).
         a: source marginal, ``[n]`` (shared), ``[..., n]`` (one per problem) or None (uniform 1/n).
         b: target marginal, ``[m]``, ``[..., m]`` or None (uniform 1/m). Entries must be >= 0 and
@@ -142,14 +154,17 @@ def sinkhorn(
         detach: if True, no gradient flows through the solver (the plan is a constant).
 
     Returns:
-        :class:`SinkhornResult` ``(plan [..., n, m], n_iter [...], converged [...], err [...])``.
+        :class:`SinkhornResult` ``(plan [..., n, m], n_iter [...], converged [...], err [...])``,
+        in the dtype of ``cost`` (float32 for a float16/bfloat16 cost, which is solved in float32).
+        Autocast and TF32 never apply inside the solver (:func:`exact_matmuls`). With ``max|cost| / reg`` above 1e4 and ``tol > 0``, problems that
+        do not converge also raise a ``RuntimeWarning`` naming ``reg`` and the cost's range.
     """
-    check_tensor(cost, "cost", min_ndim=2)
+    check_tensor(cost, "cost", min_ndim=2, finite=False)
+    if cost.dtype in (torch.float16, torch.bfloat16):   # e.g. a cost computed under autocast
+        cost = cost.float()
     if cost.dtype not in _RANGES:
-        raise TypeError(f"cost must be float32 or float64, got {cost.dtype}; call .float() or .double() first")
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not math.isfinite(reg) or reg <= 0:
-        raise ValueError(f"reg must be a finite number > 0 (the entropic regularisation), got {reg!r}")
-    reg = float(reg)
+        raise TypeError(f"cost must be a floating tensor (float32 or float64), got {cost.dtype}; call .float()")
+    reg = check_number(reg, "reg", gt=0, meaning="the entropic regularisation")
     check_positive_int(max_iter, "max_iter")
     check_positive_int(check_every, "check_every")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
@@ -159,16 +174,60 @@ def sinkhorn(
     *batch, n, m = cost.shape
     if n == 0 or m == 0 or math.prod(batch) == 0:
         raise ValueError(f"cost must have no empty dimension, got shape {tuple(cost.shape)}")
-    C = cost.reshape(-1, n, m)
-    a_, a_zero = _marginal(a, "a", cost, tuple(batch), n)
-    b_, b_zero = _marginal(b, "b", cost, tuple(batch), m)
+    lo, hi = _cost_range(cost)
+    span = max(abs(lo), abs(hi)) / reg  # the magnitude of the log potentials
+    # float32 holds potentials of this size only to ~span * 6e-8: beyond _F32_SPAN, solve in float64
+    work = torch.float64 if cost.dtype == torch.float32 and span > _F32_SPAN else cost.dtype
+    C = cost.reshape(-1, n, m).to(work)
+    a_, a_zero = _marginal(a, "a", C, tuple(batch), n)
+    b_, b_zero = _marginal(b, "b", C, tuple(batch), m)
     _check_mass(a_, b_)
 
-    with torch.no_grad() if detach else contextlib.nullcontext():
+    with torch.no_grad() if detach else contextlib.nullcontext(), exact_matmuls(C.device):
         plan, n_iter, converged, err = _sinkhorn_batched(
             C, reg, a_, b_, a_zero, b_zero, max_iter, float(tol), stop, check_every
         )
+    if span > _WARN_SPAN and tol > 0:
+        _warn_not_converged(converged, lo, hi, reg, max_iter)
+    plan, err = plan.to(cost.dtype), err.to(cost.dtype)
     return SinkhornResult(plan.reshape(cost.shape), n_iter.reshape(batch), converged.reshape(batch), err.reshape(batch))
+
+
+@contextlib.contextmanager
+def exact_matmuls(device: torch.device):
+    """Autocast off and, on CUDA, TF32 off for matrix products: the solver's products stay in
+    float32/float64 whatever the caller's autocast or TF32 settings (restored on exit)."""
+    cuda = device.type == "cuda"
+    old = torch.backends.cuda.matmul.allow_tf32 if cuda else None
+    try:
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = False
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    finally:
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _cost_range(cost: Tensor):
+    """``(min, max)`` of ``cost`` as Python floats, with one host sync; NaN or inf raise the
+    error of :func:`check_tensor` (NaN and inf propagate through ``aminmax``)."""
+    lo, hi = torch.stack(torch.aminmax(cost.detach())).tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        check_tensor(cost, "cost")
+    return lo, hi
+
+
+def _warn_not_converged(converged: Tensor, lo: float, hi: float, reg: float, max_iter: int) -> None:
+    """Warn that some problems (``converged [N]`` False) missed ``tol``; called beyond ``_WARN_SPAN``."""
+    n_bad = int((~converged).sum())
+    if n_bad:
+        warnings.warn(
+            f"sinkhorn: {n_bad} of {converged.numel()} problems did not converge in max_iter={max_iter} "
+            f"iterations: the cost spans [{lo:.4g}, {hi:.4g}] and reg = {reg:g}, so |cost| / reg reaches "
+            f"{max(abs(lo), abs(hi)) / reg:.3g}, and Sinkhorn may need on the order of that many iterations. "
+            "Use a larger reg (about max|cost| / 100 or more) or normalise the cost (e.g. cost / cost.max()).",
+            RuntimeWarning, stacklevel=3)
 
 
 def _sinkhorn_batched(C, reg, a, b, a_zero, b_zero, max_iter, tol, stop, check_every):

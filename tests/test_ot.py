@@ -268,11 +268,24 @@ def test_scaling_stop_rule_matches_reference(tol, check_every):
 
 
 def test_scaling_stop_rule_is_finite_and_stops_at_tiny_reg():
-    """At reg 1e-3 the scaling vector v = exp(g / reg) itself overflows; the rule is computed in logs."""
-    torch.manual_seed(1)
-    C = torch.rand(2, 6, 6, dtype=F64) * 2
+    """At reg 1e-3 the scaling vector v = exp(g / reg) itself overflows float64; the rule is computed
+    in logs, so it is never NaN and it stops once v stops moving."""
+    g = torch.Generator().manual_seed(1)
+    # f_i + h_j + a small part: the plan depends on the small part only, so the iterations settle
+    # within a few checks, while v = exp(g / reg) is astronomically large
+    C = torch.rand(2, 6, 1, generator=g, dtype=F64) + 2 * torch.rand(2, 1, 6, generator=g, dtype=F64)
+    C = C + 1e-3 * torch.rand(2, 6, 6, generator=g, dtype=F64)
+    lv1 = math.log(1 / 6) - torch.logsumexp(math.log(1 / 6) - C / 1e-3, dim=-2)  # log v after iteration 1
+    assert float(lv1.max()) > math.log(torch.finfo(F64).max)  # v overflows
     r = sinkhorn(C, 1e-3, max_iter=3000, tol=1e-6, stop="scaling")
     assert torch.isfinite(r.plan).all() and not torch.isnan(r.err).any()
+    assert r.converged.all() and (r.err < 1e-6).all() and (r.n_iter < 3000).all()
+    assert ((r.n_iter - 1) % 10 == 0).all()  # it stopped at a check
+    torch.testing.assert_close(r.plan.sum(-2), torch.full((2, 6), 1 / 6, dtype=F64), rtol=0, atol=1e-9)
+    # on a cost whose iterates never settle bitwise, err stays +inf (documented), never NaN
+    torch.manual_seed(1)
+    r = sinkhorn(torch.rand(2, 6, 6, dtype=F64) * 2, 1e-3, max_iter=300, tol=1e-6, stop="scaling")
+    assert torch.isfinite(r.plan).all() and not torch.isnan(r.err).any() and not r.converged.any()
 
 
 # ----------------------------------------------------------------------------- gradients
@@ -370,6 +383,104 @@ def test_cuda_matches_cpu():
         torch.testing.assert_close(Cg.grad.cpu(), C.grad, rtol=1e-3, atol=atol * 10)
 
 
+# ----------------------------------------------------------------------------- huge cost / reg
+
+
+def _separable_cost(scale, small, seed=0):
+    """float32 costs [3, 7, 5] f_i + h_j + s_ij, f and h in [0, scale], s in [0, small]. The plan
+    depends on s only (f and h go into the potentials), so Sinkhorn converges as fast as for s / reg,
+    while the potentials are as large as scale / reg."""
+    g = torch.Generator().manual_seed(seed)
+    f = torch.rand(3, 7, 1, generator=g, dtype=F64) * scale
+    h = torch.rand(3, 1, 5, generator=g, dtype=F64) * scale
+    return (f + h + torch.rand(3, 7, 5, generator=g, dtype=F64) * small).float()
+
+
+@pytest.mark.parametrize("scale, small, reg", [(5e5, 2.0, 1.0), (0.5, 2e-7, 1e-7)])
+def test_float32_huge_cost_over_reg_matches_float64(scale, small, reg):
+    """cost up to ~1e6 with reg 1, and cost ~1 with reg 1e-7: float32 cannot hold potentials of
+    size 1e6-1e7 precisely, so the problem is solved in float64 and returned in float32."""
+    C = _separable_cost(scale, small)
+    assert float(C.abs().max()) / reg > 5e5
+    C.requires_grad_()
+    g = torch.Generator().manual_seed(1)
+    a = torch.softmax(torch.randn(3, 7, generator=g, dtype=F64), -1).float()
+    b = torch.softmax(torch.randn(5, generator=g, dtype=F64), -1).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it converges: no warning
+        r = sinkhorn(C, reg, a, b, max_iter=2000, tol=1e-7)
+    C64 = C.detach().double().requires_grad_()
+    r64 = sinkhorn(C64, reg, a.double(), b.double(), max_iter=2000, tol=1e-7)
+    assert r.plan.dtype == torch.float32 and r.err.dtype == torch.float32
+    assert r.converged.all() and torch.equal(r.n_iter, r64.n_iter)
+    torch.testing.assert_close(r.plan, r64.plan.float(), rtol=0, atol=1e-7)
+    torch.testing.assert_close(r.plan.double().sum(-1), a.double(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(r.plan.double().sum(-2), b.double().expand(3, 5), rtol=0, atol=1e-6)
+    W = torch.randn(3, 7, 5, dtype=F64)
+    (r.plan * W.float()).sum().backward()
+    (r64.plan * W).sum().backward()
+    assert C.grad.dtype == torch.float32
+    torch.testing.assert_close(C.grad.double(), C64.grad, rtol=1e-4, atol=1e-4 * float(C64.grad.abs().max()))
+
+
+def test_float32_huge_cost_over_reg_keeps_the_mass_and_warns_when_it_cannot_converge():
+    """A generic cost up to 1e6 with reg 1 needs ~1e6 iterations: the plan keeps its mass (rows
+    exact, as in float64), converged is False, and a warning names reg and the cost range."""
+    torch.manual_seed(11)
+    C = torch.rand(2, 6, 7) * 1e6
+    with pytest.warns(RuntimeWarning, match=r"2 of 2 problems did not converge in max_iter=200 .*spans "
+                                            r"\[[0-9.e+]+, [0-9.e+]+\] and reg = 1, .*larger reg.*normalise"):
+        r = sinkhorn(C, 1.0, max_iter=200)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        r64 = sinkhorn(C.double(), 1.0, max_iter=200)
+    assert r.plan.dtype == torch.float32 and not r.converged.any()
+    torch.testing.assert_close(r.plan.double().sum(-1), torch.full((2, 6), 1 / 6, dtype=F64), rtol=0, atol=1e-7)
+    torch.testing.assert_close(r.plan.double().sum((-2, -1)), torch.ones(2, dtype=F64), rtol=0, atol=1e-6)
+    torch.testing.assert_close(r.plan, r64.plan.float(), rtol=0, atol=1e-7)
+
+
+def test_no_warning_for_ordinary_or_fixed_iteration_problems():
+    torch.manual_seed(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = sinkhorn(torch.rand(4, 6, 6) * 2, 0.1, max_iter=3, tol=1e-9)  # FIA's scale, not converged
+        assert not r.converged.any()
+        sinkhorn(torch.rand(2, 6, 7) * 1e6, 1.0, max_iter=50, tol=0.0)    # tol = 0: fixed iterations
+
+
+def test_float32_is_solved_in_float64_only_beyond_1e3(monkeypatch):
+    import infoenh.ot as ot_mod
+
+    seen = []
+    real = ot_mod._sinkhorn_batched
+    monkeypatch.setattr(ot_mod, "_sinkhorn_batched", lambda C, *args: seen.append(C.dtype) or real(C, *args))
+    C = torch.rand(2, 5, 5)
+    C[0, 0, 0] = 2.0
+    for reg in (2.0 / 900, 2.0 / 1100):
+        r = sinkhorn(C, reg, max_iter=20)
+        assert r.plan.dtype == torch.float32 and torch.isfinite(r.plan).all()
+    sinkhorn(C.double() * 1e4, 1e-3, max_iter=20, tol=0.0)  # float64 stays float64
+    assert seen == [torch.float32, torch.float64, torch.float64]
+
+
+# ----------------------------------------------------------------------------- autocast
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_costs_and_autocast_do_not_reach_the_solver(half):
+    """A cost made under autocast (half precision) is solved in float32, and an autocast region
+    around the call changes nothing: the same plan as the float32 cost outside autocast."""
+    g = torch.Generator().manual_seed(0)
+    C = cosine_cost(torch.randn(4, 6, 8, generator=g), torch.randn(4, 6, 8, generator=g))
+    ref = sinkhorn(C, 0.1, max_iter=200, tol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = sinkhorn(C, 0.1, max_iter=200, tol=0)
+    assert inside.plan.dtype == torch.float32 and torch.equal(inside.plan, ref.plan)
+    r = sinkhorn(C.to(half), 0.1, max_iter=200, tol=0)
+    assert r.plan.dtype == torch.float32
+    assert torch.allclose(r.plan, sinkhorn(C.to(half).float(), 0.1, max_iter=200, tol=0).plan)
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
@@ -380,12 +491,14 @@ def test_cuda_matches_cpu():
         (dict(cost=torch.tensor([[0.0, float("nan")], [1.0, 2.0]])), ValueError, "NaN"),
         (dict(cost=torch.tensor([[0.0, float("inf")], [1.0, 2.0]])), ValueError, "inf"),
         (dict(cost=torch.ones(2, 2, dtype=torch.int64)), TypeError, "floating"),
-        (dict(cost=torch.ones(2, 2, dtype=torch.float16)), TypeError, "float32 or float64"),
+        (dict(cost=torch.ones(2, 2, dtype=torch.complex64)), TypeError, "floating"),
         (dict(cost=[[0.0, 1.0]]), TypeError, "torch.Tensor"),
         (dict(cost=torch.ones(0, 3)), ValueError, "empty"),
         (dict(reg=0.0), ValueError, "reg"),
         (dict(reg=-0.1), ValueError, "reg"),
-        (dict(reg=float("nan")), ValueError, "reg"),
+        (dict(reg=float("nan")), ValueError, r"reg \(the entropic regularisation\) must be a finite .* got nan"),
+        (dict(reg=float("inf")), ValueError, r"reg .* > 0, got inf"),
+        (dict(reg="0.1"), ValueError, r"reg .* > 0, got '0.1'"),
         (dict(a=torch.ones(4) / 4), ValueError, r"a must have shape \(3,\)"),
         (dict(b=torch.ones(2, 4) / 4), ValueError, r"b must have shape \(4,\)"),
         (dict(a=torch.tensor([0.5, 0.7, -0.2])), ValueError, "negative"),
