@@ -193,6 +193,50 @@ def test_ulgm_update_rule_by_hand():
         u.label("text", torch.tensor([4]))
 
 
+def _ulgm_expected(feats, labels, exclude_zero, H=3.0, n=2):
+    """MMSA's ULGM by hand: the class centres of the stored features (positive class: label > 0,
+    or >= 0 without exclude_zero; negative: < 0), then one epoch-n label update."""
+    centre = {}
+    for name, f in feats.items():
+        pos = labels > 0 if exclude_zero else labels >= 0
+        centre[name] = (f[pos].mean(0), f[labels < 0].mean(0))
+
+    def delta(name):
+        d_p = (feats[name] - centre[name][0]).norm(dim=-1)
+        d_n = (feats[name] - centre[name][1]).norm(dim=-1)
+        return (d_n - d_p) / (d_p + 1e-8)
+
+    d_f, d_t = delta("fusion"), delta("text")
+    y_hat = (0.5 * d_t / (d_f + 1e-8) * labels + 0.5 * (labels + d_t - d_f)).clamp(-H, H)
+    return centre, (n - 1) / (n + 1) * labels + 2 / (n + 1) * y_hat
+
+
+def test_ulgm_exclude_zero_keeps_zero_labels_out_of_the_positive_centre():
+    """A zero label: MMSA's excludeZero leaves the sample out of both centres; without it the
+    sample joins the positive centre, and the label update of every sample changes with it."""
+    y = torch.tensor([2.0, -1.0, 0.0, -2.0, 1.0])
+    f = {"fusion": torch.tensor([[1.0, 0.0], [0.0, 1.0], [3.0, 3.0], [0.0, 0.0], [2.0, 0.5]]),
+         "text": torch.tensor([[2.0, 0.0], [0.0, 2.0], [-4.0, 1.0], [0.0, 1.0], [1.0, 1.0]])}
+    labels = {}
+    for exclude in (True, False):
+        u = ULGM(5, {"fusion": 2, "text": 2}, H=3.0, exclude_zero=exclude)
+        u.init_labels(y, torch.arange(5))
+        u.update(f, torch.arange(5), epoch=1)
+        centre, expect = _ulgm_expected(f, y, exclude)
+        for name in f:
+            torch.testing.assert_close(getattr(u, f"pos_{name}"), centre[name][0], rtol=0, atol=1e-6)
+            torch.testing.assert_close(getattr(u, f"neg_{name}"), centre[name][1], rtol=0, atol=1e-6)
+        u.update(f, torch.arange(5), epoch=2)
+        torch.testing.assert_close(u.label("text", torch.arange(5)), expect, rtol=0, atol=1e-5)
+        labels[exclude] = expect
+    torch.testing.assert_close(ULGM(5, {"t": 2}).pos_t, torch.zeros(2))      # the default excludes zero
+    assert ULGM(5, {"t": 2}).exclude_zero
+    # the hand case is one where the choice matters: the positive centres and every label differ
+    torch.testing.assert_close(f["text"][[0, 4]].mean(0), _ulgm_expected(f, y, True)[0]["text"][0])
+    torch.testing.assert_close(f["text"][[0, 2, 4]].mean(0), _ulgm_expected(f, y, False)[0]["text"][0])
+    assert ((labels[True] - labels[False]).abs() > 1e-2).all()
+
+
 def test_selfmm_unimodal_losses_weighted_by_label_gap():
     m, b = build("selfmm")
     m.train()
@@ -242,15 +286,42 @@ def test_misa_loss_parts_and_single_pair():
 
 
 def test_bf16_autocast_path_runs_recurrences_and_infoenh_in_fp32():
-    """The CUDA path uses bf16 autocast; the same construction is exercised on the CPU."""
+    """The CUDA path uses bf16 autocast; the same construction is exercised on the CPU. Forward
+    hooks record the dtypes: the LSTMs, everything inside InfoEnh, the pooling and the heads run in
+    float32 (the prediction, the losses and the metrics are float32 on every device), while the
+    encoders' output layers do run in bf16 (autocast is really on)."""
     m, b = build("selfmm", "full")
+    assert isinstance(m, SelfMM)
     m.train()
+    seen = {}
+
+    def record(name):
+        def hook(_module, _inputs, output):
+            if name == "infoenh":                            # InfoEnhOutput: the sequences and the loss
+                seen.update({f"infoenh_{k}": v.dtype for k, v in output.seqs.items()})
+                seen["infoenh_aux"] = output.aux_loss.dtype
+            else:                                            # a tensor, or (output, state) for an LSTM
+                seen[name] = (output[0] if isinstance(output, tuple) else output).dtype
+        return hook
+
+    hooks = [m.encoders[x].rnn.register_forward_hook(record(f"lstm_{x}")) for x in ("audio", "vision")]
+    for x in ("text", "audio", "vision"):
+        hooks.append(m.infoenh.fib[x].proj.register_forward_hook(record(f"fib_proj_{x}")))
+        hooks.append(m.infoenh.fib[x].gate.register_forward_hook(record(f"fib_gate_{x}")))
+    hooks.append(m.infoenh.register_forward_hook(record("infoenh")))
+    hooks.append(m.fusion_head.l1.register_forward_hook(record("head")))
+    hooks.append(m.heads["audio"].l3.register_forward_hook(record("unimodal_head")))
+    hooks += [m.encoders[x].linear.register_forward_hook(record(f"enc_{x}")) for x in ("audio", "vision")]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m(b)
         loss, _ = m.training_loss(out, b, 1)
+    for h in hooks:
+        h.remove()
     loss.backward()
-    assert torch.isfinite(loss)
-    assert isinstance(m, SelfMM)
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    assert seen.pop("enc_audio") == seen.pop("enc_vision") == torch.bfloat16
+    assert out.pred.dtype == out.extras["pred_audio"].dtype == torch.float32
+    assert len(seen) == 2 + 6 + 4 + 2 and all(v == torch.float32 for v in seen.values()), seen
 
 
 # ----- pooling after InfoEnh: attention sees the transport plan, a mean cannot -------------------

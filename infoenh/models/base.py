@@ -42,6 +42,11 @@ from .pooling import AttentionPool, pool
 POOLS_AFTER_INFOENH = ("attention", "mean", "last")
 
 
+def _float32(tensors: Mapping[str, Tensor]):
+    """A context that turns autocast off on the device of ``tensors`` (float32 computation)."""
+    return torch.autocast(device_type=next(iter(tensors.values())).device.type, enabled=False)
+
+
 class HostOutput(NamedTuple):
     pred: Tensor                    # [B] sentiment score
     aux_loss: Tensor                # 0-dim, InfoEnh's alpha * InfoNCE (0 without InfoEnh or labels)
@@ -164,20 +169,24 @@ class HostModel(nn.Module):
         real_masks = None
         if all(masks[m] is not None for m in self.modalities):
             real_masks = {m: masks[m] for m in self.modalities}
-        # InfoEnh runs in float32 even under autocast: Sinkhorn in bf16 is not accurate enough.
-        dev = next(iter(seqs.values())).device.type
-        with torch.autocast(device_type=dev, enabled=False):
+        # InfoEnh and the pooling after it run in float32 even under autocast: Sinkhorn in bf16 is
+        # not accurate enough, and what follows (the head) must see float32 features
+        with _float32(seqs):
             out = self.infoenh({m: seqs[m].float() for m in self.modalities}, real_masks, labels=labels)
-        if self.pool_how == "attention":
-            feats = {m: self.row_pool[m](out.seqs[m], out.masks[m]) for m in self.modalities}
-        else:
-            feats = {m: pool(out.seqs[m], out.masks[m], self.pool_how) for m in self.modalities}
+            if self.pool_how == "attention":
+                feats = {m: self.row_pool[m](out.seqs[m], out.masks[m]) for m in self.modalities}
+            else:
+                feats = {m: pool(out.seqs[m], out.masks[m], self.pool_how) for m in self.modalities}
         return feats, out.aux_loss, out.diagnostics
 
     def forward(self, batch: Mapping) -> HostOutput:
+        """Encoders (autocast may run them in bf16), then everything from the pooled features on in
+        float32 whatever autocast does: the prediction, the validation loss that selects the epoch,
+        the metrics and Self-MM's label generator read float32 values on every device."""
         feats, aux, diag = self.features(batch)
-        pred, extras = self.head(feats, batch)
-        return HostOutput(pred=pred.reshape(-1), aux_loss=aux, extras=extras, diagnostics=diag)
+        with _float32(feats):
+            pred, extras = self.head({m: v.float() for m, v in feats.items()}, batch)
+        return HostOutput(pred=pred.reshape(-1).float(), aux_loss=aux.float(), extras=extras, diagnostics=diag)
 
     # ----- training interface -----------------------------------------------------------------
     def training_loss(self, out: HostOutput, batch: Mapping, epoch: int):
