@@ -129,3 +129,57 @@ def test_download_command(tmp_path, capsys, monkeypatch):
     assert dest.read_bytes() == payload
     assert main(["data", "download", "ftp://host/file", str(tmp_path / "y")]) == 1
     assert "unsupported URL scheme" in capsys.readouterr().err
+
+
+def test_check_text_output_flags_labels_out_of_range(tmp_path, capsys):
+    from infoenh.data.synthetic import make_synthetic
+
+    data = make_synthetic(sizes=(8, 4, 6), text_dim=4, audio_neg_inf_frac=0.0, seed=1)
+    data["train"]["regression_labels"][:3] = [-5.0, 4.5, 3.25]
+    path = tmp_path / "out_of_range.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=4))
+    assert main(["data", "check", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "LABELS    train: 3 of 8 labels OUTSIDE [-3, 3] (min -5.000, max 4.500); the metrics clip them" in text
+    assert "valid:" not in text and "test:" not in text            # only the split that has them is flagged
+    assert main(["data", "check", str(path), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["splits"]["train"]["labels"]["out_of_range"] == 3 and s["splits"]["test"]["labels"]["out_of_range"] == 0
+
+    clean = tmp_path / "clean.pkl"
+    assert main(["data", "synth", "--out", str(clean), *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["data", "check", str(clean)]) == 0
+    text = capsys.readouterr().out
+    assert "labels    all within [-3, 3]" in text and "OUTSIDE" not in text
+
+
+def test_synth_oversized_scale_is_one_clear_line(tmp_path, capsys):
+    out = tmp_path / "huge.pkl"
+    assert main(["data", "synth", "--out", str(out), "--scale", "1e9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("infoenh data: error: this synthetic testbed would hold about ")
+    assert "TiB of arrays" in err and "over the 16.0 GiB bound" in err and err.count("\n") == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert main(["data", "synth", "--out", str(out), "--signal-strength", "nan", *SMALL]) == 1
+    assert "signal_strength must be a finite number >= 0, got nan" in capsys.readouterr().err
+
+
+def test_check_refuses_bombs_and_empty_sequences_in_one_line(tmp_path, capsys):
+    bomb = tmp_path / "bomb.pkl"
+    # bytearray(100_000_000) in 41 bytes: a buffer allocated from a declared size
+    bomb.write_bytes(b"\x80\x04\x95\x1e\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins\x8c\tbytearray\x93"
+                     b"J\x00\xe1\xf5\x05\x85R.")
+    assert main(["data", "check", str(bomb)]) == 1
+    err = capsys.readouterr().err
+    assert "refused bytearray(...)" in err and "declared size" in err and err.count("\n") == 1
+
+    from infoenh.data.synthetic import make_synthetic
+
+    data = make_synthetic(sizes=(4, 2, 2), text_dim=4, seed=1)
+    data["valid"]["vision"] = data["valid"]["vision"][:, :0]
+    empty = tmp_path / "empty_seq.pkl"
+    empty.write_bytes(pickle.dumps(data, protocol=4))
+    assert main(["data", "check", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert "split 'valid' 'vision' has sequence length 0" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from infoenh.data import InvalidDatasetError, from_dict, load_mmsa
+from infoenh.data.safe_pickle import size_bound
 from infoenh.data.synthetic import make_synthetic, to_mult_layout
 
 SMALL = dict(sizes=(6, 3, 4), text_dim=16, seed=1)
@@ -33,7 +34,10 @@ def _check_items(ds, dims, lens):
     for split in ("train", "valid", "test"):
         d = ds[split]
         item = d[len(d) - 1]
-        assert set(item) == {"text", "audio", "vision", "text_mask", "audio_mask", "vision_mask", "label", "id", "index"}
+        assert set(item) - {"text_bert"} == {"text", "audio", "vision", "text_mask", "audio_mask", "vision_mask",
+                                             "label", "id", "index"}
+        if "text_bert" in item:  # BERT token ids, kept when the file has them (MMSA layout)
+            assert item["text_bert"].dtype == torch.int64 and tuple(item["text_bert"].shape) == (3, lens["text"])
         for m in ("text", "audio", "vision"):
             assert item[m].dtype == torch.float32 and tuple(item[m].shape) == (lens[m], dims[m])
             assert item[f"{m}_mask"].dtype == torch.bool and tuple(item[f"{m}_mask"].shape) == (lens[m],)
@@ -229,3 +233,72 @@ def test_item_index_errors():
     assert ds["valid"][-1]["index"] == 1
     with pytest.raises(KeyError, match="no split 'dev'"):
         ds["dev"]
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_every_pickle_protocol_loads_the_same_dataset(tmp_path, protocol):
+    data = _strip_marker(make_synthetic(sizes=(3, 2, 2), text_dim=4, audio_neg_inf_frac=0.0, seed=2))
+    for s in ("train", "valid", "test"):
+        data[s]["id"] = np.array(list(data[s]["id"]), dtype=object)        # ids as an object array of str
+        data[s]["vision"] = np.asfortranarray(data[s]["vision"])            # Fortran order survives too
+    path = _write(tmp_path, data, protocol=protocol)
+    first, second = _load(path), _load(path)
+    for s in ("train", "valid", "test"):
+        assert first[s].ids == second[s].ids == list(data[s]["id"])
+        for m in ("text", "audio", "vision"):
+            want = np.asarray(data[s][m], dtype=np.float32)
+            assert first[s].features[m].tobytes() == second[s].features[m].tobytes() == want.tobytes()
+        np.testing.assert_array_equal(first[s].labels, data[s]["regression_labels"])
+
+
+def _with(key, value, split="train"):
+    data = _small_raw()
+    data[split][key] = value(data[split]) if callable(value) else value
+    return data
+
+
+@pytest.mark.parametrize("data, match", [
+    (lambda: _with("audio", lambda d: d["audio"][:, :0]), r"split 'train' 'audio' has sequence length 0"),
+    (lambda: _with("text", lambda d: d["text"][:, :0]), r"split 'train' 'text' has sequence length 0"),
+    (lambda: _with("vision", np.zeros((4, 10**12, 0), dtype=np.float32)), r"'vision' has feature width 0"),
+    (lambda: _with("text", lambda d: d["text"] + 1j), r"'text' has dtype complex\d+; features must be real"),
+    (lambda: _with("audio", lambda d: d["audio"] > 0), r"'audio' has dtype bool; features must be real"),
+    (lambda: _with("regression_labels", lambda d: d["regression_labels"] * (1 + 0j), "valid"),
+     r"split 'valid' 'regression_labels' has dtype complex\d+; sentiment scores must be real"),
+    (lambda: _with("audio_lengths", lambda d: d["audio_lengths"] + 0j),
+     r"'audio_lengths' must hold 4 lengths \(integers\), got shape \(4,\) dtype complex128"),
+    (lambda: _with("text_bert", lambda d: d["text_bert"] + 0j), r"'text_bert' has dtype complex128"),
+])
+def test_empty_complex_and_non_real_arrays_are_refused(data, match):
+    with pytest.raises(InvalidDatasetError, match=match):
+        from_dict(data())
+
+
+def test_zero_size_array_with_a_huge_dimension_in_a_file_is_a_clear_error(tmp_path):
+    # a few hundred bytes declare a [4, 10**12, 0] array: it holds nothing, and must not be expanded
+    data = _with("audio", np.zeros((4, 10**12, 0), dtype=np.float64))
+    path = _write(tmp_path, _strip_marker(data))
+    with pytest.raises(InvalidDatasetError,
+                       match=r"split 'train' 'audio' has feature width 0 \(shape \(4, 1000000000000, 0\)\)"):
+        _load(path)
+
+
+def test_lists_repeated_by_reference_cannot_expand_past_the_bound(tmp_path):
+    # one row of 50 000 values, referenced 200 times: a ~200 KB file that would become 80 MB of values
+    data = _strip_marker(make_synthetic(sizes=(4, 2, 2), text_dim=8, aligned=True, seed=5))
+    row = [1] * 50_000
+    data["train"]["text"] = [[row] * 50] * 4
+    path = _write(tmp_path, data)
+    assert 8 * 4 * 50 * 50_000 > size_bound(path.stat().st_size)
+    with pytest.raises(InvalidDatasetError, match=r"'train/text' is stored as lists holding 10000000 values"):
+        _load(path)
+
+
+def test_a_list_that_contains_itself_is_refused(tmp_path):
+    data = _strip_marker(_small_raw())
+    loop = []
+    loop.append(loop)
+    data["test"]["regression_labels"] = loop
+    with pytest.raises(InvalidDatasetError, match="'test/regression_labels' cannot be read as an array "
+                                                  r"\(a list contains itself\)"):
+        _load(_write(tmp_path, data))

@@ -9,7 +9,9 @@ from sklearn.model_selection import cross_val_score
 from infoenh.data import load_mmsa
 from infoenh.data.check import label_stats
 from infoenh.data.mosi_labels import MOSI_ACC7_BINS, MOSI_SIGN_COUNTS, MOSI_SPLIT_SIZES, allocate, sample_mosi_labels
-from infoenh.data.synthetic import make_synthetic, make_synthetic_splits, split_sizes, write_synthetic
+from infoenh.data import synthetic
+from infoenh.data.synthetic import (estimated_bytes, make_synthetic, make_synthetic_splits, split_sizes,
+                                     write_synthetic)
 
 MOSI_STATS = {"train": (0.234, 1.509), "valid": (0.310, 1.649), "test": (-0.317, 1.588)}
 
@@ -212,3 +214,49 @@ def test_write_and_in_memory_are_labelled_synthetic(tmp_path):
     assert mem.synthetic and mem.meta["checksum"] == "skipped"
     np.testing.assert_array_equal(ds["train"].features["audio"], mem["train"].features["audio"])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_estimated_bytes_is_the_size_of_the_arrays():
+    d = make_synthetic(sizes=(3, 2, 2), text_dim=8)
+    real = sum(d[s][k].nbytes for s in ("train", "valid", "test") for k in ("text", "audio", "vision", "text_bert"))
+    knobs = d["synthetic"]["knobs"]
+    assert estimated_bytes(knobs["sizes"], knobs["lens"], knobs["dims"]) == real
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(scale=1e9), r"would hold about [\d,.]+ TiB of arrays .*over the 16.0 GiB bound; use a smaller scale"),
+    (dict(sizes=(3, 2, 2), text_dim=10**12), r"would hold about [\d,.]+ TiB .*'text': 1000000000000"),
+    (dict(sizes=(3, 2, 2), vision_len=10**11), r"would hold about [\d,.]+ TiB .*'vision': 100000000000"),
+])
+def test_oversized_testbeds_are_refused_before_allocating(kw, match):
+    # sizes so absurd that, without the check, numpy's first allocation fails at once (no machine
+    # gets filled); the exact 16 GiB threshold is tested with a lowered bound below
+    with pytest.raises(ValueError, match=match):
+        make_synthetic(**kw)
+
+
+def test_size_bound_is_exact(monkeypatch):
+    kw = dict(sizes=(3, 2, 2), text_dim=8)
+    need = estimated_bytes({"train": 3, "valid": 2, "test": 2}, {"text": 50, "audio": 375, "vision": 500},
+                           {"text": 8, "audio": 5, "vision": 20})
+    monkeypatch.setattr(synthetic, "MAX_BYTES", need)
+    make_synthetic(**kw)
+    monkeypatch.setattr(synthetic, "MAX_BYTES", need - 1)
+    with pytest.raises(ValueError, match=r"would hold about 668\.\d KiB of arrays .* over the 668\.\d KiB bound"):
+        make_synthetic(**kw)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(scale=float("nan")), "scale must be a positive number, got nan"),
+    (dict(scale=0.0), "scale must be a positive number, got 0.0"),
+    (dict(scale="big"), "scale must be a positive number, got 'big'"),
+    (dict(sizes=(3, -2, 2)), r"sizes\['valid'\] must be an integer >= 1, got -2"),
+    (dict(sizes=(3, 2, 2), signal_strength=float("nan")), "signal_strength must be a finite number >= 0, got nan"),
+    (dict(sizes=(3, 2, 2), signal_strength="1"), "signal_strength must be a finite number >= 0, got '1'"),
+    (dict(sizes=(3, 2, 2), noise={"text": float("nan")}), r"noise\['text'\] must be a finite number >= 0, got nan"),
+    (dict(sizes=(3, 2, 2), noise={"audio": "loud"}), r"noise\['audio'\] must be a finite number >= 0, got 'loud'"),
+    (dict(sizes=(3, 2, 2), heterogeneity=float("nan")), r"heterogeneity must be a number in \[0, 1\], got nan"),
+])
+def test_bad_sizes_and_nan_knobs_are_one_clear_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        make_synthetic(**kw)

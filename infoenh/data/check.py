@@ -3,14 +3,16 @@
 :func:`check_file` loads the file with :func:`~infoenh.data.mmsa.load_mmsa` (so every check the
 loader does applies) and returns a plain dict; :func:`format_summary` renders it for people.
 :func:`label_stats` gives the per-split label figures of the project's data notes: n, mean, std
-(population, ddof=0), counts of labels > 0, < 0 and = 0, and Acc-7 bin counts for -3..3 (labels
-clipped to [-3, 3] and rounded half to even, as the metrics do).
+(population, ddof=0), counts of labels > 0, < 0 and = 0, the count outside [-3, 3] (MOSI/MOSEI's
+range), and Acc-7 bin counts for -3..3 (labels clipped to [-3, 3] and rounded half to even, as the
+metrics do). :func:`format_summary` flags out-of-range labels on a line of their own, split by split,
+since the Acc-7 bins (which clip) would hide them.
 """
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -21,7 +23,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def label_stats(labels) -> Dict[str, Any]:
-    """n, mean, std, pos/neg/zero counts, min, max and Acc-7 bins (list of 7 counts for -3..3)."""
+    """n, mean, std, pos/neg/zero counts, min, max, out_of_range (count outside [-3, 3]) and Acc-7
+    bins (list of 7 counts for -3..3)."""
     y = np.asarray(labels, dtype=np.float64).reshape(-1)
     if y.size == 0:
         raise ValueError("label_stats needs at least one label")
@@ -30,6 +33,7 @@ def label_stats(labels) -> Dict[str, Any]:
         "n": int(y.size), "mean": float(y.mean()), "std": float(y.std()),
         "pos": int((y > 0).sum()), "neg": int((y < 0).sum()), "zero": int((y == 0).sum()),
         "min": float(y.min()), "max": float(y.max()),
+        "out_of_range": int(((y < -3) | (y > 3)).sum()),
         "acc7_bins": np.bincount(bins, minlength=7).tolist(),
     }
 
@@ -100,6 +104,7 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.append(f"NaN/inf   {s['nonfinite_total']} values {action}: " + "; ".join(parts))
     else:
         lines.append("NaN/inf   none")
+    lines.extend(_label_range_lines(s["splits"]))
     for k, v in s["notes"].items():
         lines.append(f"note      {k}: {v}")
     shown = ("UnknownChecksumWarning", "DataCleaningWarning")  # already in the lines above
@@ -118,3 +123,15 @@ def format_summary(summary: Dict[str, Any]) -> str:
     if s["synthetic"]:
         lines.append("(all figures above describe SYNTHETIC data)")
     return "\n".join(lines)
+
+
+def _label_range_lines(splits: Dict[str, Any]) -> List[str]:
+    """``labels    all within [-3, 3]``, or one flagged ``LABELS`` line per split with labels outside
+    [-3, 3] (count, min, max): the Acc-7 bins clip such labels, so the table alone would hide them."""
+    lines = []
+    for sp, d in splits.items():
+        lb = d["labels"]
+        if lb["out_of_range"]:
+            lines.append(f"LABELS    {sp}: {lb['out_of_range']} of {lb['n']} labels OUTSIDE [-3, 3] "
+                         f"(min {lb['min']:.3f}, max {lb['max']:.3f}); the metrics clip them to [-3, 3]")
+    return lines or ["labels    all within [-3, 3]"]

@@ -4,10 +4,11 @@ An item (one clip) is a dict::
 
     {"text": [L_t, d_t] f32, "audio": [L_a, d_a] f32, "vision": [L_v, d_v] f32,
      "text_mask": [L_t] bool, "audio_mask": [L_a] bool, "vision_mask": [L_v] bool,
-     "label": 0-dim f32, "id": str, "index": int}
+     "label": 0-dim f32, "id": str, "index": int, "text_bert": [3, L_t] int64 (when the file has it)}
 
 :func:`collate` stacks items into ``"text"`` [B, L_t, d_t], ``"text_mask"`` [B, L_t], ...,
-``"label"`` [B], ``"index"`` [B] int64 and ``"id"`` a list of B strings.
+``"label"`` [B], ``"index"`` [B] int64, ``"id"`` a list of B strings and, when every item has it,
+``"text_bert"`` [B, 3, L_t] int64.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class MSADataset(Dataset):
         self.masks = arrays.masks            # modality -> bool [N, L_m]
         self.labels = arrays.labels          # float32 [N]
         self.ids = list(arrays.ids)          # N strings
+        self.text_bert = getattr(arrays, "text_bert", None)   # int64 [N, 3, L_t] or None (BERT token ids)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -53,6 +55,8 @@ class MSADataset(Dataset):
         for m in MODALITIES:
             item[m] = torch.from_numpy(self.features[m][i])
             item[f"{m}_mask"] = torch.from_numpy(self.masks[m][i])
+        if self.text_bert is not None:
+            item["text_bert"] = torch.from_numpy(self.text_bert[i])
         item["label"] = torch.tensor(self.labels[i], dtype=torch.float32)
         item["id"] = self.ids[i]
         item["index"] = i
@@ -137,6 +141,8 @@ def collate(items: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
             raise ValueError(f"collate: '{k}' has different shapes across items {sorted(shapes)}; "
                              "items must come from one dataset")
         batch[k] = torch.stack([it[k] for it in items])
+    if all("text_bert" in it for it in items):
+        batch["text_bert"] = torch.stack([it["text_bert"] for it in items])
     batch["label"] = torch.stack([torch.as_tensor(it["label"], dtype=torch.float32) for it in items])
     batch["id"] = [it["id"] for it in items]
     batch["index"] = torch.tensor([int(it["index"]) for it in items], dtype=torch.int64)

@@ -16,7 +16,7 @@ from .cleaning import DataCleaningWarning, clean_modalities
 from .dataset import MSADataset, MSADatasetSplits
 from .formats import SPLITS, ParsedData, parse_dataset
 from .paths import missing_message, resolve
-from .safe_pickle import safe_load
+from .safe_pickle import safe_load, size_bound
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -51,7 +51,8 @@ def load_mmsa(path: PathLike, *, verify: bool = True, inf_policy: str = "zero",
     check = (checksums.verify_file(p, sha256, warn=False, match_names=False) if verify
              else checksums.ChecksumResult("skipped", None, None))
     raw = safe_load(p)
-    parsed = parse_dataset(raw, source=f"'{p}'")
+    # the unpickler's size bound also caps what lists in the file may expand into
+    parsed = parse_dataset(raw, source=f"'{p}'", max_bytes=size_bound(p.stat().st_size))
     del raw
     if check.status == "unknown" and parsed.synthetic is None:
         # a real file named like a published one must have the published sum; a synthetic testbed

@@ -36,7 +36,10 @@ modality parameters (dims, directions, offsets) depend only on ``seed``, not on 
 Sizes: MOSI's 1284/229/686 by default, ``scale`` multiplies them, ``sizes`` (3 ints or a dict) sets
 them. Aligned: all three 50 steps (audio/vision padded like the text); unaligned: audio 375, vision
 500 steps with ``audio_lengths``/``vision_lengths``. Full size unaligned is ~340 MB of text
-features: use small ``sizes`` in tests.
+features: use small ``sizes`` in tests. Sizes are checked before anything is generated: a request
+whose arrays would exceed :data:`MAX_BYTES` (16 GiB, see :func:`estimated_bytes`) is refused with a
+``ValueError`` that says how big it would be; so are sizes below 1 and knobs that are NaN, infinite
+or not numbers.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ from .formats import MODALITIES, SPLITS, SYNTHETIC_GENERATOR as GENERATOR
 from .mosi_labels import MOSI_HALF_FRAC, MOSI_SPLIT_SIZES, sample_mosi_labels
 
 VERSION = 1
+MAX_BYTES = 16 * 2**30  # the largest testbed (bytes of arrays, see estimated_bytes) make_synthetic builds
 DEFAULT_NOISE = {"text": 0.5, "audio": 1.0, "vision": 1.5}
 _SCALE_EXP = {"text": 0.0, "audio": 1.0, "vision": -1.0}
 _N_VIDEOS = {"train": 52, "valid": 10, "test": 31}
@@ -91,8 +95,8 @@ def make_synthetic(*, seed: int = 0, aligned: bool = False, sizes: Optional[Unio
     _check_frac(audio_neg_inf_frac, "audio_neg_inf_frac")
     _check_frac(half_frac, "half_frac")
     noise = _noise(noise)
-    if not np.isfinite(signal_strength) or signal_strength < 0:
-        raise ValueError(f"signal_strength must be a finite number >= 0, got {signal_strength!r}")
+    _check_nonneg(signal_strength, "signal_strength")
+    _check_size(n_split, lens, dims)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
@@ -256,7 +260,7 @@ def _modality_params(seed: int, dims: Dict[str, int], signal_dims: int, h: float
 def split_sizes(sizes=None, scale: float = 1.0) -> Dict[str, int]:
     """Split sizes from ``sizes`` (3 ints or a dict) or MOSI's sizes times ``scale`` (at least 1 each)."""
     if sizes is None:
-        if not np.isfinite(scale) or scale <= 0:
+        if not _is_number(scale) or not np.isfinite(scale) or scale <= 0:
             raise ValueError(f"scale must be a positive number, got {scale!r}")
         return {s: max(1, int(round(MOSI_SPLIT_SIZES[s] * scale))) for s in SPLITS}
     if isinstance(sizes, Mapping):
@@ -280,10 +284,45 @@ def _noise(noise) -> Dict[str, float]:
         if unknown:
             raise KeyError(f"noise: unknown modality {unknown}; expected a subset of {list(MODALITIES)}")
         for k, v in noise.items():
-            if not np.isfinite(v) or v < 0:
-                raise ValueError(f"noise[{k!r}] must be a finite number >= 0, got {v!r}")
+            _check_nonneg(v, f"noise[{k!r}]")
             out[k] = float(v)
     return out
+
+
+def estimated_bytes(sizes: Mapping[str, int], lens: Mapping[str, int], dims: Mapping[str, int]) -> int:
+    """Bytes of the arrays :func:`make_synthetic` returns for these split sizes, lengths and widths:
+    text float32, audio/vision float64, ``text_bert`` int64 [N, 3, L_t] (the strings and small arrays
+    are left out). Generating needs some temporary memory on top, writing a pickle about as much again."""
+    per_clip = (lens["text"] * dims["text"] * 4 + lens["text"] * 3 * 8
+                + sum(lens[m] * dims[m] * 8 for m in ("audio", "vision")))
+    return sum(int(n) for n in sizes.values()) * per_clip
+
+
+def _check_size(sizes: Mapping[str, int], lens: Mapping[str, int], dims: Mapping[str, int]) -> None:
+    """Refuse a testbed whose arrays would exceed MAX_BYTES, saying how big it would be."""
+    need = estimated_bytes(sizes, lens, dims)
+    if need > MAX_BYTES:
+        raise ValueError(
+            f"this synthetic testbed would hold about {_size_text(need)} of arrays (splits "
+            f"{dict(sizes)}, lengths {dict(lens)}, widths {dict(dims)}), over the {_size_text(MAX_BYTES)} "
+            "bound; use a smaller scale, smaller sizes, shorter sequences or narrower features")
+
+
+def _size_text(n: int) -> str:
+    """``n`` bytes in the largest binary unit up to TiB, e.g. ``16.0 GiB`` or ``1,303.9 TiB``."""
+    for unit, power in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 2**power:
+            return f"{n / 2**power:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _is_number(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
+
+
+def _check_nonneg(v, name: str) -> None:
+    if not _is_number(v) or not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
 
 
 def _check_int(v, name: str) -> None:
@@ -291,5 +330,5 @@ def _check_int(v, name: str) -> None:
 
 
 def _check_frac(v, name: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0 <= v <= 1:
+    if not _is_number(v) or not 0 <= v <= 1:
         raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
