@@ -2,7 +2,8 @@
 
     infoenh data synth --out PATH [--aligned|--unaligned] [--seed N] [--sizes 64 16 32] [knobs...]
     infoenh data check PATH [--sha256 HEX] [--inf-policy zero|error] [--json]
-    infoenh data download URL_OR_DRIVE_ID DEST [--sha256 HEX]
+    infoenh data download mosi|mosei [--variant unaligned|aligned] [--dest PATH] [--list] [--sha256 HEX]
+    infoenh data download URL_OR_DRIVE_FILE_ID DEST [--sha256 HEX]
 
 Heavy imports (torch, numpy) happen inside the commands so ``infoenh --help`` stays fast.
 """
@@ -56,12 +57,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     c.set_defaults(func=run_check)
 
-    d = sub.add_parser("download", help="download a file (http(s) URL or Google Drive id), resumable, checked",
-                       description="Download to DEST.part, resume if interrupted, verify the SHA-256, then move "
-                                   "to DEST. Google Drive ids need pip install 'infoenh[download]'.")
-    d.add_argument("source", help="http(s) URL or Google Drive file id/URL")
-    d.add_argument("dest", help="destination file path")
-    d.add_argument("--sha256", help="the published SHA-256")
+    d = sub.add_parser(
+        "download",
+        help="download MOSI/MOSEI from MMSA's Drive folder, or a file by URL / Drive id; resumable, checked",
+        description="infoenh data download mosi|mosei [--variant unaligned|aligned] [--dest PATH] [--list]: find the "
+                    "file in MMSA's public Google Drive folder by listing only the folders on its path "
+                    "(MOSI/Processed/unaligned_50.pkl), download just that file, verify MMSA's published SHA-256 "
+                    "and put it at the default path ($INFOENH_DATA or ~/data, MMSA's tree below it). "
+                    "infoenh data download URL_OR_DRIVE_FILE_ID DEST: one file by http(s) URL or Drive file id. "
+                    "Both write DEST.part, resume it if interrupted, and move it to DEST only once verified. "
+                    "Drive downloads need pip install 'infoenh[download]'.")
+    d.add_argument("source", help="mosi, mosei (also mosi_aligned, mosei_aligned), or an http(s) URL or a Google Drive "
+                                  "file id/link (not a folder link)")
+    d.add_argument("dest", nargs="?", help="destination: a .pkl file path, or a folder that gets MMSA's tree "
+                                           "(MOSI/Processed/...) below it; required for a URL or file id; put it "
+                                           "right after SOURCE, or use --dest anywhere")
+    d.add_argument("--dest", dest="dest_option", metavar="PATH", help="same as the DEST argument")
+    d.add_argument("--variant", choices=("unaligned", "aligned"),
+                   help="for mosi/mosei: unaligned_50.pkl (default) or aligned_50.pkl")
+    d.add_argument("--list", action="store_true",
+                   help="print what the Drive folders along the path hold (kind, name, id) and download nothing; "
+                        "also takes a Drive folder link or id")
+    d.add_argument("--sha256", help="the expected SHA-256 (for mosi/mosei default: the sum MMSA publishes)")
     d.add_argument("--no-resume", dest="resume", action="store_false")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=run_download, resume_hint="re-run the same command to resume the download from its .part file")
@@ -109,7 +126,63 @@ def run_check(args) -> int:
 
 
 def run_download(args) -> int:
+    from . import drive
+    from .paths import NAMES
+
+    if args.dest and args.dest_option and args.dest != args.dest_option:
+        raise ValueError(f"two destinations given ({args.dest!r} and --dest {args.dest_option!r}); give one")
+    dest = args.dest_option or args.dest
+    name = args.source.strip().lower()
+    if name in NAMES:
+        return _download_dataset(args, name, dest)
+    if args.variant:
+        raise ValueError(f"--variant applies to mosi / mosei, not to {args.source!r}")
+    folder_id = drive.folder_id_from_url(args.source)
+    if args.list:
+        from .download import source_kind
+
+        if folder_id is None and source_kind(args.source) == "gdrive_id":
+            folder_id = args.source
+        if folder_id is None:
+            raise ValueError(f"--list takes mosi / mosei or a Google Drive folder link or id, not {args.source!r}")
+        print(f"Google Drive folder {drive.public_folder_url(folder_id)}:")
+        print(drive.format_listing([drive.fetch_folder(folder_id)], ()))
+        return 0
+    if folder_id is not None or args.source.strip() == drive.MMSA_FOLDER_ID:
+        fid = folder_id or args.source.strip()
+        raise ValueError(
+            f"{args.source!r} is a Google Drive folder, not a file; `infoenh data download URL_OR_ID DEST` fetches one "
+            f"file. For MMSA's CMU-MOSI / CMU-MOSEI pickles run `infoenh data download mosi --variant unaligned` (or "
+            f"mosei, --variant aligned): it finds the file inside MMSA's folder and downloads only that. To see what "
+            f"this folder holds: `infoenh data download {drive.public_folder_url(fid)} --list`; then pass the file's "
+            f"id (or its link https://drive.google.com/file/d/<ID>/view) with DEST.")
+    if dest is None:
+        raise ValueError(f"give DEST, the file to write, after {args.source!r} (or use `infoenh data download mosi`, "
+                         "which has a default place)")
     from .download import download
 
-    download(args.source, args.dest, sha256=args.sha256, resume=args.resume, quiet=args.quiet)
+    download(args.source, dest, sha256=args.sha256, resume=args.resume, quiet=args.quiet)
+    return 0
+
+
+def _download_dataset(args, name: str, dest) -> int:
+    from . import drive
+
+    dataset = name.split("_")[0]
+    if name.endswith("_aligned") and args.variant == "unaligned":
+        raise ValueError(f"{name} is the aligned file; drop --variant unaligned or say {dataset}")
+    variant = args.variant or ("aligned" if name.endswith("_aligned") else "unaligned")
+    if args.list:
+        parts = drive.dataset_path(dataset, variant)
+        print(f"MMSA's Google Drive folder {drive.public_folder_url(drive.MMSA_FOLDER_ID)}, along "
+              f"{'/'.join(parts[:-1])}/ (the file for --variant {variant} is marked):")
+        try:
+            levels, entry = drive.walk(parts)
+        except drive.DriveListingError as exc:
+            if getattr(exc, "levels", None):
+                print(drive.format_listing(exc.levels, parts))
+            raise
+        print(drive.format_listing(levels, parts, entry))
+        return 0
+    drive.download_dataset(dataset, variant, dest, sha256=args.sha256, resume=args.resume, quiet=args.quiet)
     return 0

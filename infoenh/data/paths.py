@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -30,14 +30,21 @@ def data_root() -> Path:
     return Path(os.environ.get("INFOENH_DATA") or Path.home() / "data").expanduser()
 
 
-def default_path(dataset: str = "mosi", aligned: bool = False, root: Optional[PathLike] = None) -> Path:
-    """``<root>/<MOSI|MOSEI>/Processed/<aligned_50|unaligned_50>.pkl``."""
-    key = dataset.lower() + ("_aligned" if aligned else "")
+def relative_parts(dataset: str = "mosi", aligned: bool = False) -> Tuple[str, str, str]:
+    """MMSA's path for a file below the data root (and inside MMSA's Google Drive folder), e.g.
+    ``("MOSI", "Processed", "unaligned_50.pkl")``."""
+    key = str(dataset).lower() + ("_aligned" if aligned else "")
     if key not in NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; expected 'mosi' or 'mosei'")
     folder, fname = NAMES[key]
+    return folder, "Processed", fname
+
+
+def default_path(dataset: str = "mosi", aligned: bool = False, root: Optional[PathLike] = None) -> Path:
+    """``<root>/<MOSI|MOSEI>/Processed/<aligned_50|unaligned_50>.pkl``."""
+    parts = relative_parts(dataset, aligned)
     base = data_root() if root is None else Path(root).expanduser()
-    return base / folder / "Processed" / fname
+    return base.joinpath(*parts)
 
 
 def resolve(path_or_name: PathLike) -> Path:
@@ -59,8 +66,9 @@ def missing_message(path: Path) -> str:
         f"{MMSA_URL} and follow the dataset links in its README (Google Drive or Baidu Netdisk), which "
         f"also list each file's SHA-256. The data are CMU's, for research use; they are not shipped here.\n"
         f"Put the file at {data_root() / folder / 'Processed' / name} (the default place; set "
-        f"INFOENH_DATA to use another root) or pass its path to load_mmsa. To fetch a file by its Google "
-        f"Drive id or URL: infoenh.data.download.download(ID_OR_URL, DEST, sha256=PUBLISHED_SUM) "
-        f"(needs `pip install infoenh[download]` for Drive ids).\n"
+        f"INFOENH_DATA to use another root) or pass its path to load_mmsa. To fetch it from MMSA's Google "
+        f"Drive folder (verified against the published SHA-256): infoenh data download "
+        f"{folder.lower()} --variant {'aligned' if name.startswith('aligned') else 'unaligned'} "
+        f"(needs `pip install infoenh[download]`).\n"
         f"To try the code without the data, make a SYNTHETIC testbed: infoenh data synth --out testbed.pkl"
     )
