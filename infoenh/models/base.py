@@ -99,6 +99,27 @@ class HostModel(nn.Module):
         self.pool_how = pool
         self.infoenh_kwargs = None if infoenh is None else dict(infoenh)
         self.infoenh = None
+        self.bert = None          # a BertText when the host fine-tunes BERT (attach_bert)
+
+    def attach_bert(self, bert: nn.Module) -> None:
+        """Fine-tune ``bert`` (:class:`~infoenh.models.bert.BertText`): the batch's ``text`` features
+        are replaced by BERT's states computed from ``batch["text_bert"]`` at every step."""
+        if "text" not in self.modalities:
+            raise ValueError("BERT reads the text modality, which this model is not built on; use --text frozen")
+        if int(bert.hidden_size) != self.dims["text"]:
+            raise ValueError(f"BERT's hidden size {bert.hidden_size} differs from the model's text width "
+                             f"{self.dims['text']}; build the model with dims['text'] = {bert.hidden_size}")
+        self.bert = bert
+
+    def bert_text(self, batch: Mapping) -> Mapping:
+        """``batch`` with ``text`` / ``text_mask`` computed by the fine-tuned BERT (unchanged without it)."""
+        if self.bert is None:
+            return batch
+        if batch.get("text_bert") is None:
+            raise KeyError("this model fine-tunes BERT but the batch has no 'text_bert' (token ids); the data must "
+                           "carry MMSA's text_bert field, or train with --text frozen")
+        states, mask = self.bert(batch["text_bert"])
+        return {**batch, "text": states, "text_mask": mask}
 
     # ----- construction helpers -------------------------------------------------------------
     def _attach_infoenh(self, widths: Mapping[str, int]) -> None:
@@ -158,6 +179,7 @@ class HostModel(nn.Module):
     def features(self, batch: Mapping):
         """Checks, encoders, then InfoEnh and pooling (or the host's pooling). Returns
         ``(feats {m: [B, width]}, aux_loss 0-dim, diagnostics)``."""
+        batch = self.bert_text(batch)
         masks = self.check_batch(batch)
         seqs, host_pooled = self.encode(batch, masks)
         if self.infoenh is None:
@@ -214,3 +236,5 @@ class HostModel(nn.Module):
 
     default_lr = 1e-3
     default_weight_decay = 0.0
+    bert_lr = 5e-5                 # BERT's own group when fine-tuned (None: the host's default_lr)
+    bert_weight_decay = 0.0

@@ -68,6 +68,7 @@ class MISA(HostModel):
     loss_kind = "mse"
     default_lr = 1e-4
     default_weight_decay = 0.0
+    bert_lr, bert_weight_decay = None, 0.0       # MMSA's MISA: one Adam at the host's rate, BERT included
 
     def __init__(self, dims: Mapping[str, int], modalities: Sequence[str] = MODALITIES,
                  infoenh: Optional[dict] = None, pool: str = "attention", *, hidden_size: int = 128,

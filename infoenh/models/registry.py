@@ -65,11 +65,16 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
 
 def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None, dict] = "none",
                 modalities: Sequence[str] = MODALITIES, n_train: Optional[int] = None,
-                infoenh_kwargs: Optional[dict] = None, **model_kwargs) -> HostModel:
+                infoenh_kwargs: Optional[dict] = None, text: str = "frozen", bert=None,
+                **model_kwargs) -> HostModel:
     """Build host ``name`` (``"lf"``, ``"selfmm"``, ``"misa"``) for data widths ``dims``.
 
     ``infoenh``: a variant name (see :func:`infoenh_config`), ``None`` or InfoEnh kwargs.
     ``n_train``: training-set size (Self-MM only: its label generator keeps per-sample state).
+    ``text``: ``"frozen"`` (the file's text features) or ``"finetune"`` (BERT fine-tuned from the
+    batch's ``text_bert``; ``bert`` is a :class:`~infoenh.models.bert.BertText`, a hub name or a local
+    folder, default ``bert-base-uncased``). Fine-tuned Self-MM reads BERT's [CLS] state, as MMSA does,
+    unless ``text_pool`` is given.
     ``model_kwargs`` override the host's own hyper-parameters.
     """
     if name not in MODELS:
@@ -79,4 +84,15 @@ def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None,
         if n_train is None:
             raise ValueError("Self-MM needs n_train (the number of training samples) for its label generator")
         model_kwargs["n_train"] = n_train
-    return MODELS[name](dims, modalities=modalities, infoenh=cfg, **model_kwargs)
+    if text not in ("frozen", "finetune"):
+        raise ValueError(f"text must be 'frozen' or 'finetune' here (resolve 'auto' with the data first), got {text!r}")
+    if text == "frozen":
+        return MODELS[name](dims, modalities=modalities, infoenh=cfg, **model_kwargs)
+    from .bert import DEFAULT_BERT, BertText
+
+    bert = bert if isinstance(bert, BertText) else BertText.load(bert or DEFAULT_BERT)
+    if name == "selfmm":
+        model_kwargs.setdefault("text_pool", "first")
+    model = MODELS[name]({**dims, "text": bert.hidden_size}, modalities=modalities, infoenh=cfg, **model_kwargs)
+    model.attach_bert(bert)
+    return model

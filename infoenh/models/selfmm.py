@@ -152,6 +152,7 @@ class SelfMM(HostModel):
     loss_kind = "l1"
     default_lr = 1e-3
     default_weight_decay = 1e-3
+    bert_lr, bert_weight_decay = 5e-5, 1e-3      # MMSA: learning_rate_bert, weight_decay_bert (MOSI)
     # MMSA: learning_rate_audio/video 0.005, learning_rate_other 0.001; weight decay 0.001 for all.
     encoder_lr = {"audio": 5e-3, "vision": 5e-3}
 

@@ -43,6 +43,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="auto: bf16 autocast of the encoders on CUDA, fp32 on CPU; bf16: also on CPU; fp32: none. "
                         "Heads, losses, selection and metrics are float32 in every case")
     p.add_argument("--no-amp", action="store_true", help="same as --precision fp32")
+    p.add_argument("--text", choices=("auto", "finetune", "frozen"), default="auto",
+                   help="auto: fine-tune BERT when the data has text_bert (real data), frozen features otherwise")
+    p.add_argument("--bert", default="bert-base-uncased", help="BERT weights: a hub name or a local folder")
+    p.add_argument("--bert-lr", type=float, default=None, help="BERT's learning rate (default: the host's; Self-MM 5e-5)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's; 1 is fastest for small models on a busy machine)")
     g = p.add_argument_group("InfoEnh")
@@ -70,7 +74,8 @@ def _config(args, infoenh: str):
                        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, lr_schedule=args.lr_schedule, device=args.device,
-                       amp=not args.no_amp, precision=args.precision, infoenh_kwargs=ie, quiet=args.quiet)
+                       amp=not args.no_amp, precision=args.precision,
+                       text=args.text, bert=args.bert, bert_lr=args.bert_lr, infoenh_kwargs=ie, quiet=args.quiet)
 
 
 def _threads(args) -> None:

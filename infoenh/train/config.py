@@ -31,6 +31,9 @@ class TrainConfig:
     the encoders run in bf16: InfoEnh, the pooling, the head, the losses, the metrics and model
     selection are float32 on every device (:meth:`infoenh.models.base.HostModel.forward`).
     infoenh_kwargs / model_kwargs: passed to InfoEnh / the host.
+    text: "auto" (fine-tune BERT on real data that carries ``text_bert``, frozen features otherwise
+    and on the SYNTHETIC testbed), "finetune" or "frozen". bert: the BERT weights (hub name or
+    local folder). bert_lr: BERT's learning rate (default: the host's, Self-MM 5e-5 as MMSA).
     """
 
     model: str = "lf"
@@ -51,6 +54,9 @@ class TrainConfig:
     precision: str = "auto"
     deterministic: bool = True
     num_workers: int = 0
+    text: str = "auto"
+    bert: str = "bert-base-uncased"
+    bert_lr: Optional[float] = None
     infoenh_kwargs: Dict[str, Any] = field(default_factory=dict)
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
     quiet: bool = False
@@ -85,6 +91,8 @@ class TrainConfig:
             out = dataclasses.replace(out, grad_clip=None)
         if out.grad_clip_mode not in CLIP_MODES:
             raise ValueError(f"grad_clip_mode must be one of {CLIP_MODES}, got {out.grad_clip_mode!r}")
+        if out.text not in ("auto", "finetune", "frozen"):
+            raise ValueError(f"text must be 'auto', 'finetune' or 'frozen', got {out.text!r}")
         if out.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {out.precision!r}")
         if not out.amp:
@@ -147,6 +155,7 @@ def _number(v) -> bool:
 def _check_numbers(c: "TrainConfig") -> None:
     """Every numeric option in its range, with the CLI flag named; FIA only with >= 2 modalities."""
     checks = (("lr", c.lr, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+              ("bert_lr", c.bert_lr, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
               ("weight_decay", c.weight_decay, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
               ("grad_clip", c.grad_clip, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0 (0 = off)"))
     for name, v, ok, rng in checks:

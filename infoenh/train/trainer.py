@@ -241,6 +241,27 @@ def run_fingerprint(cfg: TrainConfig, ds: Mapping) -> Dict[str, Any]:
     return _run_fingerprint(cfg, ds)
 
 
+def text_mode(cfg: TrainConfig, ds: Mapping) -> str:
+    """``cfg.text`` resolved against the data: ``"finetune"`` or ``"frozen"``."""
+    from ..models.bert import has_text_bert, resolve_text_mode
+
+    if "text" not in cfg.modalities:
+        return "frozen"
+    return resolve_text_mode(cfg.text, has_text_bert(ds), bool(getattr(ds, "synthetic", False)))
+
+
+def optimizer_groups(model: HostModel, cfg: TrainConfig) -> list:
+    """The host's parameter groups, with a fine-tuned BERT in groups of its own (its rate:
+    ``cfg.bert_lr``, else the host's ``bert_lr``, else the host's rate)."""
+    groups = model.param_groups(cfg.lr, cfg.weight_decay)
+    if model.bert is None:
+        return groups
+    from ..models.bert import split_bert_groups
+
+    lr = cfg.bert_lr or model.bert_lr or cfg.lr or model.default_lr
+    return split_bert_groups(groups, model.bert, lr, model.bert_weight_decay)
+
+
 def _scheduler(cfg: TrainConfig, optimizer):
     if cfg.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
@@ -295,12 +316,14 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         seed_everything(cfg.seed)
         from ..data import make_loaders
 
+        text = text_mode(cfg, ds)
         model = build_model(cfg.model, ds["train"].dims if hasattr(ds["train"], "dims") else ds.dims,
                             infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
-                            infoenh_kwargs=cfg.infoenh_kwargs, **cfg.model_kwargs).to(device)
+                            infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert,
+                            **cfg.model_kwargs).to(device)
         labels, index = _train_labels(ds["train"])
         model.init_from_train(labels, index)
-        optimizer = torch.optim.Adam(model.param_groups(cfg.lr, cfg.weight_decay))
+        optimizer = torch.optim.Adam(optimizer_groups(model, cfg))
         scheduler = _scheduler(cfg, optimizer)
         loaders = make_loaders(ds, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
         gen = loaders["train"].generator
@@ -379,6 +402,7 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         "valid_loss": float(best["valid_loss"]), "test_loss": te["loss"], "epochs_run": len(history),
         "stopped_early": len(history) < cfg.epochs, "train_seconds": round(train_secs, 3), "device": device_name(device),
         "precision": precision_label(device, cfg.autocast),
+        "text": f"BERT fine-tuned ({cfg.bert})" if model.bert is not None else "frozen features",
         "float32": "predictions, losses, model selection and metrics (whatever autocast does)",
         "history": [{"epoch": h["epoch"], "train_loss": h["train"]["loss"], "valid_loss": h["valid_loss"]}
                     for h in history],
