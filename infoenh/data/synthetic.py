@@ -165,6 +165,10 @@ def to_mult_layout(data: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+# WordPiece ids of BERT-base's vocabulary used as the SYNTHETIC "sentiment words" -3 .. +3
+SENTIMENT_TOKENS = tuple(range(2000, 2007))
+
+
 def _make_split(split: str, n: int, rng: np.random.Generator, aligned: bool, lens: Dict[str, int],
                 params: Dict[str, Dict[str, Any]], knobs: Dict[str, Any]):
     S = knobs["signal_steps"]
@@ -186,7 +190,7 @@ def _make_split(split: str, n: int, rng: np.random.Generator, aligned: bool, len
     conflict["audio"][chosen[which == 0]] = True
     conflict["vision"][chosen[which == 1]] = True
 
-    feats, signal = {}, {}
+    feats, signal, cue = {}, {}, {}
     for m in MODALITIES:
         L, d, p = lens[m], knobs["dims"][m], params[m]
         pos = np.arange(L)[None, :]
@@ -200,6 +204,7 @@ def _make_split(split: str, n: int, rng: np.random.Generator, aligned: bool, len
         steps = np.sort(np.argsort(np.where(eligible, rng.random((n, L)), 2.0), axis=1)[:, :S], axis=1)
         sign = np.where(conflict[m], -1.0, 1.0) if m in conflict else np.ones(n)
         q = sign * y + knobs["noise"][m] * rng.standard_normal(n)
+        cue[m] = q
         v = knobs["signal_strength"] * q[:, None] * p["u"][None, :]                    # [n, k]
         v = (1 - p["h"]) * v + p["h"] * p["f"](v)
         x[np.arange(n)[:, None, None], steps[:, :, None], p["dims"][None, None, :]] += v[:, None, :].astype(np.float32)
@@ -217,6 +222,10 @@ def _make_split(split: str, n: int, rng: np.random.Generator, aligned: bool, len
     text_bert[:, 0, 0] = 101
     text_bert[np.arange(n), 0, real["text"] - 1] = 102
     text_bert[:, 1] = tmask
+    # the text signal steps hold one of SENTIMENT_TOKENS (round(q) in -3..3), so a fine-tuned BERT
+    # has the same cue to find as the features carry (no random number drawn: the rest is unchanged)
+    tok = SENTIMENT_TOKENS[0] + 3 + np.clip(np.round(cue["text"]), -3, 3).astype(np.int64)
+    text_bert[np.arange(n)[:, None], 0, signal["text"]["steps"]] = tok[:, None]
     cls = np.sign(y).astype(np.int64) + 1  # 0 negative, 1 neutral (=0), 2 positive
     part = {
         "id": np.array(ids),
