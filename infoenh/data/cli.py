@@ -80,6 +80,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "also takes a Drive folder link or id")
     d.add_argument("--sha256", help="the expected SHA-256 (for mosi/mosei default: the sum MMSA publishes)")
     d.add_argument("--no-resume", dest="resume", action="store_false")
+    d.add_argument("--expected-size", type=int, default=None, metavar="BYTES",
+                   help="the file's size in bytes, when known: a body of another length is refused")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace an existing DEST that fails its check (it stays until the new file is complete)")
+    d.add_argument("--total-timeout", type=float, default=21600.0, metavar="SECONDS",
+                   help="give up after this long in all (default 6 h); the partial file is kept for a resume")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=run_download, resume_hint="re-run the same command to resume the download from its .part file")
     return p
@@ -161,7 +167,8 @@ def run_download(args) -> int:
                          "which has a default place)")
     from .download import download
 
-    download(args.source, dest, sha256=args.sha256, resume=args.resume, quiet=args.quiet)
+    download(args.source, dest, sha256=args.sha256, resume=args.resume, quiet=args.quiet,
+             expected_size=args.expected_size, overwrite=args.overwrite, total_timeout=args.total_timeout)
     return 0
 
 

@@ -24,7 +24,6 @@ Unset, folders come from :data:`FOLDER_URL` and the file id goes to ``download()
 from __future__ import annotations
 
 import html
-import inspect
 import json
 import os
 import re
@@ -321,12 +320,8 @@ def download_dataset(dataset: str = "mosi", variant: str = "unaligned", dest=Non
     source = template.format(id=entry.id) if template else entry.id
     if not quiet:
         print(f"found {key} in MMSA's Drive folder (file id {entry.id}); downloading to '{target}'", flush=True)
-    kwargs = {}
-    params = inspect.signature(download).parameters
-    if "timeout" in params:
-        kwargs["timeout"] = timeout
     try:
-        return download(source, target, sha256=expected, resume=resume, quiet=quiet, **kwargs)
+        return download(source, target, sha256=expected, resume=resume, quiet=quiet, timeout=timeout, kind="pickle")
     except (checksums.ChecksumError, DownloadError) as exc:
         msg = (f"{exc}\nIf Google Drive answered with a page instead of the file (its daily download quota for "
                f"a popular file: 'Too many users have viewed or downloaded this file recently'), try again later. "
