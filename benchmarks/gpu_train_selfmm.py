@@ -27,7 +27,7 @@ from infoenh.data.synthetic import make_synthetic_splits
 from infoenh.models import build_model
 from infoenh.train.config import TrainConfig
 from infoenh.train.seeding import seed_everything
-from infoenh.train.trainer import _train_labels, evaluate, resolve_device, train_one_epoch
+from infoenh.train.trainer import _train_labels, evaluate, precision_label, resolve_device, train_one_epoch
 
 TINY = dict(sizes=(64, 16, 16), text_dim=64, text_len=16, audio_len=40, vision_len=40)
 
@@ -52,20 +52,20 @@ def run(ds, variant: str, args, device) -> dict:
     n_train = len(ds["train"])
     times = []
     print(f"--- Self-MM, InfoEnh {variant} | batch {cfg.batch_size} x accum {cfg.accum_steps} | "
-          f"bf16 autocast {cfg.amp and device.type == 'cuda'}")
+          f"{precision_label(device, cfg.autocast)}")
     for epoch in range(1, args.epochs + 1):
         sync(device)
         t0 = time.perf_counter()
         tr = train_one_epoch(model, loaders["train"], opt, cfg, epoch, device)
         sync(device)
         t1 = time.perf_counter()
-        va = evaluate(model, loaders["valid"], device, cfg.amp)
+        va = evaluate(model, loaders["valid"], device, cfg.autocast)
         sync(device)
         t2 = time.perf_counter()
         times.append(t1 - t0)
         print(f"epoch {epoch}: train {t1 - t0:7.2f} s ({n_train / (t1 - t0):8.1f} samples/s), "
               f"valid {t2 - t1:6.2f} s, train loss {tr['loss']:.4f}, valid MAE {va['metrics']['MAE']:.4f}")
-    te = evaluate(model, loaders["test"], device, cfg.amp)
+    te = evaluate(model, loaders["test"], device, cfg.autocast)
     steady = times[1:] or times          # the first epoch pays for start-up (cuDNN plans, allocator)
     res = {"variant": variant, "epoch_s": sum(steady) / len(steady), "samples_per_s": n_train * len(steady) / sum(steady),
            "test_MAE": te["metrics"]["MAE"]}
