@@ -245,7 +245,7 @@ def _quiet_warnings():
 
 # ---------------------------------------------------------------------------- env
 # what the sections import beyond torch, with the pip requirement that provides it
-NEEDED = {"infoenh": "-e .", "ot.batch": "pot>=0.9.5", "pytest": "pytest", "hypothesis": "hypothesis"}
+NEEDED = {"infoenh": "-e .", "ot.batch": "pot>=0.9.7", "pytest": "pytest", "hypothesis": "hypothesis"}
 
 
 def env_info(dry: bool) -> Dict[str, Any]:

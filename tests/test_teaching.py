@@ -188,6 +188,21 @@ def test_student_version_strips_solutions_and_keeps_checks():
     assert teacher.cells[3].source.count("linalg") == 2, "the teacher's notebook must not be modified"
 
 
+def test_student_version_strips_the_colab_editions_solutions():
+    """The committed notebooks are the Colab edition: solutions are <details> blocks there."""
+    nb = _fixture_notebook()
+    nb.cells[2].source = ("**Exercise 1**\n\nWrite the cosine cost.\n\n<details>\n<summary>Solution to Exercise 1"
+                          "</summary>\n\nNormalise rows.\n\n```python\nx / norm\n```\n\n</details>\n\nAfter.\n\n"
+                          "<details>\n<summary>Why cosine?</summary>\n\nScale-free.\n\n</details>")
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell(
+        "<details>\n<summary>Solution to Exercise 1</summary>\n\nA gated solution.\n\n</details>",
+        metadata={"tags": ["solution"]}))
+    student = make_student_notebook(nb)
+    md = "\n".join(c.source for c in student.cells if c.cell_type == "markdown")
+    assert "**Exercise 1**" in md and "After." in md and "Why cosine?" in md
+    assert "Normalise rows" not in md and "A gated solution" not in md and "<summary>Solution" not in md
+
+
 def test_student_version_runs_and_catches_a_wrong_answer(tmp_path):
     teacher = _run(_fixture_notebook(), tmp_path)
     assert "✔ cosine_cost" in _text(teacher.cells[4])
@@ -219,7 +234,7 @@ CHAPTERS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def test_every_chapter_has_checked_exercises_and_a_clean_student_version(path):
     nb = nbformat.read(path, as_version=4)
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    if "{exercise}" not in md:
+    if "**Exercise" not in md:
         pytest.skip(f"{path.name} has no exercises")
     assert has_exercises(nb), f"{path.name}: exercises need a code cell tagged 'solution' (see infoenh.teaching.student)"
     assert any(c.cell_type == "code" and "check" in c.metadata.get("tags", []) for c in nb.cells), (
@@ -228,4 +243,7 @@ def test_every_chapter_has_checked_exercises_and_a_clean_student_version(path):
     for c in student.cells:
         assert "# BEGIN SOLUTION" not in c.source
         if c.cell_type == "markdown":
-            assert "{solution" not in c.source, f"{path.name}: a solution survived in the student version"
+            assert "{solution" not in c.source and "<summary>Solution" not in c.source, (
+                f"{path.name}: a solution survived in the student version")
+    exercises = sum(c.source.count("**Exercise") for c in student.cells if c.cell_type == "markdown")
+    assert exercises == md.count("**Exercise"), f"{path.name}: the student version lost an exercise"

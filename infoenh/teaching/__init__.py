@@ -4,6 +4,11 @@ the book's chapters into student versions (solutions removed, checks kept).
 - :mod:`infoenh.teaching.checks`   ``check_*`` functions comparing a student's answer with the package
 - :mod:`infoenh.teaching.student`  ``make_student_notebook`` and ``write_student_versions``
 - ``infoenh teach student notebooks/*.ipynb --out student/``  the same from the command line
+- :mod:`infoenh.teaching.colab`    the Colab edition: each chapter's ``.ipynb`` generated from its MyST
+  ``.md`` (``python -m infoenh.teaching.colab [--sync | --check]``), with
+  :mod:`~infoenh.teaching.myst_markdown` (MyST -> plain Markdown), :mod:`~infoenh.teaching.bibliography`
+  (references.bib), :mod:`~infoenh.teaching.book_index` (_config.yml, _toc.yml) and
+  :mod:`~infoenh.teaching.markup_check` (what Colab would show raw)
 """
 from .checks import (
     ExerciseError,

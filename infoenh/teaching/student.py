@@ -3,7 +3,9 @@
 The chapters mark their exercises with three conventions, all visible in the MyST sources:
 
 - markdown: a ``{solution}`` directive (or a gated ``{solution-start}`` ... ``{solution-end}``
-  pair) holds the written solution: it is removed;
+  pair) holds the written solution in the MyST source; in the Colab edition that Colab opens and
+  this tool reads (:mod:`infoenh.teaching.colab`) it is a ``<details>`` block whose summary starts
+  with "Solution". Either is removed, and so is a markdown cell tagged ``solution``;
 - code cells tagged ``solution`` hold the reference answer; the lines between ``# BEGIN SOLUTION``
   and ``# END SOLUTION`` become ``raise NotImplementedError(...)`` with the same indentation
   (a cell without the markers is replaced whole), so the function the student must write keeps
@@ -26,15 +28,41 @@ import nbformat
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = 'raise NotImplementedError("exercise: write your answer here")'
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}")
+_DETAILS = re.compile(r"<(/?)details\b[^>]*>", re.I)
+_SOLUTION_SUMMARY = re.compile(r"^\s*(?:<details\b[^>]*>)?\s*<summary>\s*Solution\b", re.I)
+
+
+def _solution_details_end(lines: List[str], i: int) -> int:
+    """When ``lines[i]`` opens a ``<details>`` block summarised "Solution...", the index of the
+    line that closes it (nested blocks counted; the end of the text if unclosed), else -1."""
+    if not re.match(r"^\s*<details\b", lines[i], re.I):
+        return -1
+    nxt = next((j for j in range(i + 1, len(lines)) if lines[j].strip()), None)
+    if not (_SOLUTION_SUMMARY.match(lines[i]) or (nxt is not None and _SOLUTION_SUMMARY.match(lines[nxt]))):
+        return -1
+    depth = 0
+    for j in range(i, len(lines)):
+        for m in _DETAILS.finditer(lines[j]):
+            depth += -1 if m.group(1) else 1
+        if depth <= 0:
+            return j
+    return len(lines) - 1
 
 
 def _strip_solution_directives(text: str) -> str:
     """Remove every ``{solution}`` block (backtick or colon fence, any length, nested fences
-    inside it kept together) and every gated ``{solution-start}``/``{solution-end}`` line."""
+    inside it kept together), every gated ``{solution-start}``/``{solution-end}`` line, and every
+    ``<details>`` block whose summary starts with "Solution"."""
     out: List[str] = []
     lines = text.splitlines()
     i = 0
     while i < len(lines):
+        end = _solution_details_end(lines, i)
+        if end >= 0:
+            i = end + 1
+            while i < len(lines) and not lines[i].strip() and (not out or not out[-1].strip()):
+                i += 1  # no run of blank lines where the block was
+            continue
         m = _FENCE.match(lines[i].lstrip())
         if m and m.group("name") == "solution":
             fence = m.group("fence")
@@ -97,7 +125,10 @@ def make_student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = text
         elif cell.cell_type == "code":
             if "solution" in tags:
-                cell.source = _stub_solution(cell.source)
+                from .colab import without_solution_title
+
+                cell.source = _stub_solution(without_solution_title(cell.source))
+                cell.metadata.pop("cellView", None)          # the student's answer goes here: show it
             if ("solution" in tags or "check" in tags) and "raises-exception" not in tags:
                 tags.append("raises-exception")
                 cell.metadata["tags"] = tags

@@ -1,0 +1,179 @@
+"""What the Colab edition needs to know about the whole book, read from its sources.
+
+- :class:`Repository`: the one setting the install cells and the Colab links come from,
+  ``_config.yml``'s ``repository`` (``url``, ``branch``, ``path_to_book``) and
+  ``launch_buttons.colab_url``, the same keys Jupyter Book builds its launch buttons from;
+- :class:`BookIndex`: the documents in ``_toc.yml`` order, their titles, the ``(label)=`` sections,
+  and the exercises numbered as sphinx-exercise numbers them (one count through the whole book,
+  in table-of-contents order, since the book's table of contents is not numbered).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .bibliography import load_bibliography
+from .myst_markdown import Links, Section, first_heading, iter_directives, parse_blocks
+
+_GITHUB = re.compile(r"^https://github\.com/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)(?:\.git)?/?$")
+
+
+class BookConfigError(ValueError):
+    """_config.yml or _toc.yml does not say what the Colab edition needs."""
+
+
+def _yaml(path: Path) -> dict:
+    import yaml  # PyYAML comes with jupytext and jupyter-book
+
+    if not path.exists():
+        raise BookConfigError(f"{path} not found: run this from the book's root folder (or pass --root)")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+@dataclass(frozen=True)
+class Repository:
+    """The GitHub repository that Colab opens the chapters from and pip installs the package from."""
+
+    url: str
+    branch: str = "main"
+    path_to_book: str = ""
+    colab: str = "https://colab.research.google.com"
+
+    def __post_init__(self):
+        if not _GITHUB.match(self.url):
+            raise BookConfigError(f"repository.url {self.url!r} in _config.yml is not https://github.com/OWNER/NAME "
+                                  "(Colab opens notebooks from GitHub)")
+
+    @classmethod
+    def from_config(cls, root: Path) -> "Repository":
+        cfg = _yaml(Path(root) / "_config.yml")
+        repo = cfg.get("repository") or {}
+        if not repo.get("url"):
+            raise BookConfigError("_config.yml has no repository.url")
+        colab = (cfg.get("launch_buttons") or {}).get("colab_url") or cls.colab
+        return cls(str(repo["url"]).rstrip("/"), str(repo.get("branch") or "main"),
+                   str(repo.get("path_to_book") or "").strip("/"), str(colab).rstrip("/"))
+
+    @property
+    def slug(self) -> str:
+        m = _GITHUB.match(self.url)
+        return f"{m.group('owner')}/{m.group('name')}"
+
+    @property
+    def install_url(self) -> str:
+        """What pip installs on Colab: ``git+URL@BRANCH``."""
+        return f"git+https://github.com/{self.slug}@{self.branch}"
+
+    def _path(self, path: str) -> str:
+        return f"{self.path_to_book}/{path}" if self.path_to_book else path
+
+    def colab_url(self, path: str) -> str:
+        """The Colab page of a notebook of the book (``path`` relative to the book's root)."""
+        return f"{self.colab}/github/{self.slug}/blob/{self.branch}/{self._path(path)}"
+
+    def blob_url(self, path: str) -> str:
+        """The repository page of a file of the book."""
+        return f"https://github.com/{self.slug}/blob/{self.branch}/{self._path(path)}"
+
+
+def toc_documents(root: Path) -> List[str]:
+    """Every document of ``_toc.yml`` (root first), in reading order, without suffix."""
+    toc = _yaml(Path(root) / "_toc.yml")
+    docs: List[str] = [toc["root"]] if toc.get("root") else []
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                docs.append(entry["file"])
+            for key in ("chapters", "sections", "parts"):
+                walk(entry.get(key))
+
+    walk(toc.get("parts"))
+    walk(toc.get("chapters"))
+    return [re.sub(r"\.(md|ipynb)$", "", d) for d in docs]
+
+
+def markdown_cells(path: Path) -> List[Optional[str]]:
+    """The markdown of each cell of a MyST document (None for code cells); a plain MyST page is
+    one cell."""
+    import jupytext
+
+    if not is_notebook_source(path):
+        return [path.read_text(encoding="utf-8")]
+    nb = jupytext.read(path)
+    return [c.source if c.cell_type == "markdown" else None for c in nb.cells]
+
+
+def is_notebook_source(path: Path) -> bool:
+    """A jupytext MyST notebook (front matter with a ``jupytext`` key): a chapter Colab can open."""
+    text = Path(path).read_text(encoding="utf-8")
+    return text.startswith("---") and "jupytext" in text.split("\n---", 1)[0]
+
+
+@dataclass
+class BookIndex:
+    """The book as the converter sees it; :meth:`links` gives what cells may point at."""
+
+    root: Path
+    repo: Repository
+    docs: List[str]
+    links: Links
+
+    def notebook_sources(self) -> List[Path]:
+        """The ``.md`` source of every notebook chapter, in table-of-contents order."""
+        paths = [self.root / f"{doc}.md" for doc in self.docs]
+        return [p for p in paths if is_notebook_source(p)]
+
+    @classmethod
+    def load(cls, root: Path) -> "BookIndex":
+        root = Path(root).resolve()
+        repo = Repository.from_config(root)
+        docs = toc_documents(root)
+        titles: Dict[str, str] = {}
+        urls: Dict[str, str] = {}
+        sections: Dict[str, Section] = {}
+        exercises: Dict[str, Tuple[str, int]] = {}
+        numbers: Dict[str, List[Optional[int]]] = {}
+        count = 0
+        for doc in docs:
+            path = root / f"{doc}.md"
+            if not path.exists():
+                raise BookConfigError(f"_toc.yml lists {doc}, but {path.name} is not there")
+            cells = markdown_cells(path)
+            titles[doc] = next((t for t in map(first_heading, filter(None, cells)) if t), doc)
+            urls[doc] = repo.colab_url(f"{doc}.ipynb") if is_notebook_source(path) else repo.blob_url(f"{doc}.md")
+            numbers[doc] = []
+            for i, source in enumerate(cells):
+                if source is None:
+                    continue
+                _index_sections(doc, i, source, sections)
+                for d in iter_directives(source):
+                    if d.name != "exercise":
+                        continue
+                    number = None
+                    if "nonumber" not in d.options:
+                        count += 1
+                        number = count
+                    numbers[doc].append(number)
+                    if d.options.get("label"):
+                        exercises[d.options["label"]] = (doc, number)
+        bib = load_bibliography(root / "references.bib")
+        return cls(root, repo, docs, Links(bib, titles, urls, sections, exercises, numbers))
+
+
+def _index_sections(doc: str, cell: int, source: str, sections: Dict[str, Section]) -> None:
+    """Record each ``(label)=`` target of a cell with the heading that follows it."""
+    label = None
+    for kind, value in parse_blocks(source.split("\n")):
+        if kind == "target":
+            label = value
+            continue
+        if label and kind == "text":
+            lines = [line for line in value if line.strip()]
+            title = first_heading(lines[0]) if lines else None
+            if title:
+                sections[label] = Section(doc, title, cell)
+            if lines:
+                label = None
