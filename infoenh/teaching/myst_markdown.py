@@ -63,6 +63,14 @@ def _closes(line: str, fence: str) -> bool:
     return len(s) >= len(fence) and set(s) == {fence[0]}
 
 
+def _fence_end(lines: List[str], start: int, fence: str) -> int:
+    """Index of the line that closes the fence opened at ``lines[start]`` (``len(lines)`` if none)."""
+    j = start + 1
+    while j < len(lines) and not _closes(lines[j], fence):
+        j += 1
+    return j
+
+
 def _split_options(lines: List[str]) -> Tuple[Dict[str, str], List[str]]:
     options: Dict[str, str] = {}
     i = 0
@@ -102,9 +110,7 @@ def parse_blocks(lines: List[str]) -> List[Block]:
         d = _DIRECTIVE.match(line)
         if d:
             flush()
-            fence, j = d.group("fence"), i + 1
-            while j < len(lines) and not _closes(lines[j], fence):
-                j += 1
+            j = _fence_end(lines, i, d.group("fence"))
             if j == len(lines):
                 raise MystConversionError(
                     f"the {{{d.group('name')}}} directive opened by {line.strip()!r} is never closed")
@@ -117,9 +123,7 @@ def parse_blocks(lines: List[str]) -> List[Block]:
         c = _CODE_FENCE.match(line)
         if c:
             flush()
-            fence, j = c.group("fence"), i + 1
-            while j < len(lines) and not _closes(lines[j], fence):
-                j += 1
+            j = _fence_end(lines, i, c.group("fence"))
             blocks.append(("verbatim", lines[i:j + 1]))
             i = j + 1
             continue
