@@ -58,6 +58,10 @@ def format_table(doc: Dict[str, Any], split: str = "test") -> str:
     cfg = doc.get("config", {})
     title = (f"{cfg.get('model', '?')} | InfoEnh: {cfg.get('infoenh', '?')} | modalities: "
              f"{'+'.join(cfg.get('modalities', []))} | data: {cfg.get('dataset', '?')}")
+    first = doc["runs"][0]
+    if "text" in first or "precision" in first:
+        title += f"\ntext: {first.get('text', '?')} | precision: {first.get('precision', '?')} | device: " \
+                 f"{first.get('device', '?')}"
     cols = [c for c in COLUMNS if c[0] in doc["runs"][0][split]]
     head = ["seed", "best ep"] + [c[1] for c in cols]
     rows = [[str(r["seed"]), str(r["best_epoch"])] + [_fmt(r[split][k], s) for k, _, s in cols] for r in doc["runs"]]
