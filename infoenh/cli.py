@@ -10,6 +10,7 @@ import argparse
 import importlib
 import pickle
 import sys
+import warnings
 from typing import List, Optional, Sequence
 
 from . import __version__
@@ -46,6 +47,15 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings on the command line as one line each, without source paths or code."""
+    print(f"infoenh: {category.__name__}: {_one_line(message)}", file=file or sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the chosen command and return its exit code.
 
@@ -55,6 +65,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if not args.debug:
+        warnings.showwarning = _show_warning
     name = args.command
     try:
         return int(args.func(args) or 0)
@@ -67,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (*_USER_ERRORS, MemoryError) as exc:
         if args.debug:
             raise
-        print(f"infoenh {name}: error: {_message(exc)}", file=sys.stderr)
+        print(f"infoenh {name}: error: {_one_line(_message(exc))}", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: still one line, with how to see and report it
         if args.debug:

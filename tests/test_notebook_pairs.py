@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from infoenh.teaching.book_index import BookIndex
-from infoenh.teaching.colab import colab_notebook, install_cell_source, notebook_text, without_solution_title
+from infoenh.teaching.colab import colab_notebook, install_cell_source, notebook_text, without_colab_title
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -43,7 +43,7 @@ def test_pair_in_sync(md, index):
 def test_code_cells_are_the_sources_code_cells(md):
     """Whatever the converter does to markdown, the code Colab runs is the code the book runs."""
     def code(nb):
-        return [(without_solution_title(c.source), c.metadata.get("tags", [])) for c in nb.cells
+        return [(without_colab_title(c.source), c.metadata.get("tags", [])) for c in nb.cells
                 if c.cell_type == "code"]
     assert code(jupytext.read(md)) == code(nbformat.read(md.with_suffix(".ipynb"), as_version=4))
 

@@ -58,6 +58,10 @@ def resolve(path_or_name: PathLike) -> Path:
 
 def missing_message(path: Path) -> str:
     """The error text for a dataset file that is not there: where to get it and where to put it."""
+    if path.name not in ("unaligned_50.pkl", "aligned_50.pkl") and path.suffix == ".pkl":
+        return (f"No dataset file at '{path}': check the path. MMSA's processed CMU-MOSI / CMU-MOSEI pickles "
+                f"are fetched by `infoenh data download mosi --variant unaligned` (or mosei, aligned), which puts "
+                f"them under {data_root()}; a SYNTHETIC testbed is made by `infoenh data synth --out testbed.pkl`.")
     name = path.name if path.suffix == ".pkl" else "unaligned_50.pkl"
     folder = "MOSEI" if "mosei" in path.as_posix().lower() else "MOSI"
     return (

@@ -63,10 +63,14 @@ if "google.colab" in sys.modules:
 SOLUTION_TITLE = "# @title Solution: double-click this title (or 'Show code') to see the reference answer"
 
 
-def without_solution_title(source: str) -> str:
-    """A code cell's source without the Colab edition's solution title line."""
+# first line of the install cell in the Colab edition (the book removes that cell: tag remove-cell)
+INSTALL_TITLE = "# @title Install infoenh (runs on Colab only; double-click to see the code)"
+
+
+def without_colab_title(source: str) -> str:
+    """A code cell's source without the title line the Colab edition adds (install, solutions)."""
     first, _, rest = source.partition("\n")
-    return rest if first == SOLUTION_TITLE else source
+    return rest if first in (SOLUTION_TITLE, INSTALL_TITLE) else source
 
 
 def install_cell_source(repo: Repository) -> str:
@@ -131,10 +135,12 @@ def colab_notebook(md_path: Path, index: BookIndex,
                 cells.append(nbformat.v4.new_markdown_cell(text, metadata=meta))
         elif cell.cell_type == "code":
             source = cell.source
-            if "solution" in meta.get("tags", []):
-                # Colab's form view shows the title and hides the code until the student opens it
+            title = (SOLUTION_TITLE if "solution" in meta.get("tags", []) else
+                     INSTALL_TITLE if not any(c.cell_type == "code" for c in cells) else None)
+            if title:
+                # Colab's form view shows the title and hides the code until the reader opens it
                 meta["cellView"] = "form"
-                source = f"{SOLUTION_TITLE}\n{source}"
+                source = f"{title}\n{source}"
             cells.append(nbformat.v4.new_code_cell(source, metadata=meta))
         else:
             cells.append(nbformat.v4.new_raw_cell(cell.source, metadata=meta))

@@ -125,9 +125,9 @@ def make_student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.source = text
         elif cell.cell_type == "code":
             if "solution" in tags:
-                from .colab import without_solution_title
+                from .colab import without_colab_title
 
-                cell.source = _stub_solution(without_solution_title(cell.source))
+                cell.source = _stub_solution(without_colab_title(cell.source))
                 cell.metadata.pop("cellView", None)          # the student's answer goes here: show it
             if ("solution" in tags or "check" in tags) and "raises-exception" not in tags:
                 tags.append("raises-exception")

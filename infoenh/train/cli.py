@@ -1,4 +1,4 @@
-"""``infoenh train`` and ``infoenh ablate``.
+"""infoenh train and infoenh ablate.
 
     infoenh train --data synthetic --model selfmm --seeds 1111 1112 --out runs/selfmm
     infoenh train --data data/MOSI/Processed/unaligned_50.pkl --model misa --no-fia --out runs/misa_nofia
@@ -35,7 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate for every parameter group (default: the host's)")
     p.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: the host's)")
     p.add_argument("--grad-clip", type=float, default=None, help="gradient clipping threshold, 0 = off (default: the host's)")
-    p.add_argument("--lr-schedule", choices=("none", "plateau"), default="none")
+    p.add_argument("--lr-schedule", choices=("none", "plateau"), default="none",
+                   help="plateau: halve the learning rate after 3 epochs without a better validation loss")
     p.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None,
                    help="build the model on these modalities only (missing-modality ablation)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available, else cpu")
@@ -60,7 +61,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     s.add_argument("--synthetic-scale", choices=("ci", "small", "mosi"), default=None,
                    help="testbed size: ci (tiny), small (CPU default), mosi (MOSI's sizes/shapes, GPU default)")
     s.add_argument("--synthetic-seed", type=int, default=0, help="seed of the generated testbed")
-    p.add_argument("--fresh", action="store_true", help="discard existing checkpoints/results in --out and start again")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the seeds' existing checkpoints and results in --out (said on stderr) and start again")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 

@@ -117,6 +117,8 @@ def fingerprint_hash(fp: Mapping[str, Any]) -> str:
 
 
 def _short(v: Any) -> str:
+    if isinstance(v, str) and len(v) > 20:          # hashes: enough to tell them apart
+        return json.dumps(v[:12] + "…")
     s = json.dumps(v, sort_keys=True, default=str)
     return s if len(s) <= 60 else s[:57] + "..."
 

@@ -116,6 +116,7 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
             run_cfg = dataclasses.replace(cfg, seed=s)
             run_dir = out / f"seed_{s}"
             if fresh and run_dir.exists():
+                _say(f"[seed {s}] --fresh: deleting {run_dir} and starting again")
                 shutil.rmtree(run_dir)
             r = _done(run_dir, run_cfg, ds)
             if r is None:
