@@ -7,6 +7,10 @@ lowest validation task loss (improvement > 1e-6, MMSA's rule) is kept; early sto
 ``patience`` epochs without improvement. Valid metrics are those of the selected epoch; ``test``
 is evaluated once, at the end, with the selected weights: nothing ever reads it before.
 
+A run folder is written by one process at a time (:mod:`infoenh.train.lock`), and a checkpoint
+is resumed only when its fingerprint (options, data content, code: :mod:`infoenh.train.fingerprint`)
+matches; ``log.jsonl`` is rewritten from the checkpoint's history after every save.
+
 Resumable: after every epoch an atomic checkpoint holds the model, optimiser, scheduler, every
 random state (torch, CUDA, NumPy, Python and the train loader's shuffling generator), the epoch,
 the best weights, their metrics and the early-stopping counter. Re-running the same command
@@ -161,7 +165,9 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
     like MMSA, accumulated losses are summed, not averaged). Returns mean loss parts and mean
     InfoEnh diagnostics (``diag_<name>``). Loss parts and diagnostics are summed as device
     tensors and read once at the end of the epoch; the running loss shown on the progress bar
-    (and checked for NaN) is read every batch on the CPU, every 10 batches on CUDA."""
+    (and checked for NaN) is read every batch on the CPU, every 10 batches on CUDA. Before each
+    optimiser step the total gradient norm is checked (one small host read per step): a NaN/inf
+    gradient raises :class:`TrainingDiverged` before it reaches the weights."""
     from tqdm import tqdm  # plain text bar: works in terminals and notebooks without ipywidgets
 
     model.train()
