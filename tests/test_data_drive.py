@@ -315,3 +315,25 @@ def test_missing_message_points_at_the_command(tmp_path):
 
     msg = missing_message(tmp_path / "MOSEI" / "Processed" / "aligned_50.pkl")
     assert "infoenh data download mosei --variant aligned" in msg
+
+
+def test_a_folder_page_redirected_off_http_is_refused():
+    """Folder pages go through the download module's checked redirects: no file:, no ftp:."""
+    from infoenh.data.download import DownloadError
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match="refused the HTTP 302 redirect .* file:///etc/passwd"):
+            drive.fetch_folder("abc", url_template=f"http://127.0.0.1:{srv.server_port}/folders/{{id}}")
+    finally:
+        srv.shutdown()

@@ -442,7 +442,7 @@ def _open(url: str, headers: dict, part: Path, start: int, meta: Optional[dict],
           deadline: Optional[float], total_timeout: Optional[float], expected_sum: Optional[str]):
     """Send the request through the checked redirects; ``True`` for a 416 on a complete, verified part."""
     left = _time_left(deadline, url, part, total_timeout)
-    opener = urllib.request.build_opener(_CheckedRedirects(quiet))
+    opener = checked_opener(quiet)
     try:
         return opener.open(urllib.request.Request(url, headers=headers), timeout=min(timeout, left))
     except urllib.error.HTTPError as exc:
@@ -592,6 +592,12 @@ def _redirect_refusal(source: str, target: str) -> Optional[str]:
     if src == "https" and dst == "http":
         return "it would downgrade https to unencrypted http"
     return None
+
+
+def checked_opener(quiet: bool = False) -> urllib.request.OpenerDirector:
+    """A urllib opener whose redirects go only to http(s), never https -> http, at most
+    ``_MAX_REDIRECTS``, each printed unless ``quiet`` (a refused one raises :class:`DownloadError`)."""
+    return urllib.request.build_opener(_CheckedRedirects(quiet))
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from . import checksums, paths
+from .download import checked_opener
 
 MMSA_FOLDER_ID = "1A2S4pqCHryGmiqnNSPLv7rEg63WvjCSk"
 """MMSA's public Google Drive folder (linked from the thuiar/MMSA README)."""
@@ -178,7 +179,7 @@ def fetch_folder(folder_id: str, *, url_template: Optional[str] = None, timeout:
     url = folder_url(folder_id, url_template)
     req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept-Language": "en"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with checked_opener(quiet=True).open(req, timeout=timeout) as resp:
             raw = resp.read()
             charset = resp.headers.get_content_charset() or "utf-8"
     except urllib.error.HTTPError as exc:

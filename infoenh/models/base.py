@@ -37,14 +37,10 @@ import torch
 from torch import Tensor, nn
 
 from .._validate import MODALITIES, check_finite, check_mask, check_modalities, check_same_batch, check_tensor
+from .encoders import float32_region
 from .pooling import AttentionPool, pool
 
 POOLS_AFTER_INFOENH = ("attention", "mean", "last")
-
-
-def _float32(tensors: Mapping[str, Tensor]):
-    """A context that turns autocast off on the device of ``tensors`` (float32 computation)."""
-    return torch.autocast(device_type=next(iter(tensors.values())).device.type, enabled=False)
 
 
 class HostOutput(NamedTuple):
@@ -193,7 +189,7 @@ class HostModel(nn.Module):
             real_masks = {m: masks[m] for m in self.modalities}
         # InfoEnh and the pooling after it run in float32 even under autocast: Sinkhorn in bf16 is
         # not accurate enough, and what follows (the head) must see float32 features
-        with _float32(seqs):
+        with float32_region(next(iter(seqs.values()))):
             out = self.infoenh({m: seqs[m].float() for m in self.modalities}, real_masks, labels=labels)
             if self.pool_how == "attention":
                 feats = {m: self.row_pool[m](out.seqs[m], out.masks[m]) for m in self.modalities}
@@ -206,7 +202,7 @@ class HostModel(nn.Module):
         float32 whatever autocast does: the prediction, the validation loss that selects the epoch,
         the metrics and Self-MM's label generator read float32 values on every device."""
         feats, aux, diag = self.features(batch)
-        with _float32(feats):
+        with float32_region(next(iter(feats.values()))):
             pred, extras = self.head({m: v.float() for m, v in feats.items()}, batch)
         return HostOutput(pred=pred.reshape(-1).float(), aux_loss=aux.float(), extras=extras, diagnostics=diag)
 

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
-def _fp32(x: Tensor):
+def float32_region(x: Tensor):
     """Context that turns autocast off for ``x``'s device (a no-op when autocast is not active)."""
     return torch.autocast(device_type=x.device.type, enabled=False)
 
@@ -71,7 +71,7 @@ class LSTMSeq(nn.Module):
         order = None
         if mask is not None:
             x, order = left_align(x, mask)
-        with _fp32(x):
+        with float32_region(x):
             h, _ = self.rnn(x.float())
         h = h if order is None else restore(h, order)
         return self.linear(self.dropout(h))
@@ -103,7 +103,7 @@ class StackedBiLSTM(nn.Module):
             mask = torch.ones(B, L, dtype=torch.bool, device=x.device)
         x, order = left_align(x, mask)
         lengths = mask.sum(dim=1).clamp_min(1).to("cpu", torch.int64)   # an empty row: length 1, masked later
-        with _fp32(x):
+        with float32_region(x):
             packed = pack_padded_sequence(x.float(), lengths, batch_first=True, enforce_sorted=False)
             out1, (h1, _) = self.rnn1(packed)
             out1, _ = pad_packed_sequence(out1, batch_first=True, total_length=L)
