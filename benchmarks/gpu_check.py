@@ -519,9 +519,10 @@ def timed_train_epochs(device):
         with Clock(device) as c:
             res = orig(*a, **kw)
         n = len(loader)
-        log.append({"epoch": epoch, "ms": c.ms, "batches": n, "steps": math.ceil(n / cfg.accum_steps),
+        steps = int(res.get("optimizer_steps", math.ceil(n / cfg.accum_steps)))   # as the trainer counted them
+        log.append({"epoch": epoch, "ms": c.ms, "batches": n, "steps": steps,
                     "samples": len(loader.dataset), "loss": res.get("loss")})
-        print(f"    epoch {epoch}: train {c.ms / 1e3:.2f} s, {n} batches, {math.ceil(n / cfg.accum_steps)} "
+        print(f"    epoch {epoch}: train {c.ms / 1e3:.2f} s, {n} batches, {steps} "
               f"optimiser steps, loss {res.get('loss', float('nan')):.4f}", flush=True)
         return res
 

@@ -335,7 +335,7 @@ def trace(model, batch: Mapping[str, Any]) -> Trace:
     the pooled vectors the fusion reads, and the prediction.
 
     FIB's outputs are caught with forward hooks. FIA is solved again on FIB's filtered outputs with
-    the module's own settings (``reg``, ``fia_mode``, ``ot_iters``) to get its plans, and the result
+    the module's own settings (``reg``, ``fia_mode``, ``ot_iters``, ``ot_stop``, ``ot_tol``) to get its plans, and the result
     is checked against the sequences InfoEnh returned (a mismatch raises: the module changed).
     """
     from .fia import fia
@@ -363,7 +363,8 @@ def trace(model, batch: Mapping[str, Any]) -> Trace:
     f = None
     if ie.use_fia:
         f = fia({m: fib_out[m].z for m in ie.modalities}, {m: fib_out[m].mask for m in ie.modalities},
-                reg=ie.reg, mode=ie.fia_mode, max_iter=ie.ot_iters, detach_plan=ie.detach_plan)
+                reg=ie.reg, mode=ie.fia_mode, max_iter=ie.ot_iters, stop=ie.ot_stop, tol=ie.ot_tol,
+                detach_plan=ie.detach_plan)
         for m in ie.modalities:
             if not torch.allclose(f.enhanced[m], enhanced[m].to(f.enhanced[m].dtype), atol=1e-4, rtol=1e-3):
                 raise RuntimeError("trace: FIA solved again on FIB's outputs does not reproduce InfoEnh's output for "

@@ -19,6 +19,24 @@ Two readings of "what is transported" ship (see the book's method notes):
   with uniform marginals 1/d, and E_{i->j} = d * E_i P^T. The factor d makes the rows of d * P
   convex weights (each row of P sums to 1/d), so E_{i->j} is a per-feature average of E_i's own
   values and has the magnitude of E_i; the literal E_i P^T would be d times smaller.
+
+Sinkhorn's stopping rule (``stop=``) and its defaults, shared with :class:`infoenh.InfoEnh`:
+
+- ``"marginal"`` (default): POT's rule, the L2 error of the plan's column sums,
+  ||P^T 1 - b||_2 < tol, with tol = 1e-6 (:data:`OT_DEFAULT_TOL`).
+- ``"scaling"``: Algorithm 1's rule, the mean absolute change of the scaling vector v over one
+  iteration, (1/m) sum_j |v_j(t) - v_j(t-1)| < tol, with the paper's delta = 0.01. The threshold
+  is absolute and v grows roughly like exp(min_i C_ij / reg), so the rule is looser than the marginal one at
+  moderate reg (e.g. k = 16, d = 8, reg = 0.1: ~28 iterations instead of ~42) but can be the
+  stricter one at small reg (reg = 0.05 with d = 128: ~25 instead of ~19).
+
+Both rules are checked after iteration 1 and then every 10 iterations; a problem that has not met
+its rule stops at the cap :data:`OT_MAX_ITER` = 100, the default of both :func:`fia` and
+InfoEnh's ``ot_iters`` (iterations run and a ``converged`` flag are returned per problem). The
+solver stops as soon as the rule is met, so the cap costs nothing on problems that converge: with
+k = 16, d = 128 and reg = 0.1 all of them do after 11 iterations, at the start of training and
+after it. It matters at small reg: at reg = 0.02, 86% of the problems converge within 50
+iterations and 97% within 100, and a step then costs about 1.5x more with the cap at 100.
 """
 from __future__ import annotations
 
@@ -31,6 +49,9 @@ from ._validate import MODALITIES, check_mask, check_modalities, check_number, c
 from .ot import cosine_cost, sinkhorn, unit_rows
 
 FIA_MODES = ("token", "feature")
+OT_STOPS = ("marginal", "scaling")
+OT_DEFAULT_TOL = {"marginal": 1e-6, "scaling": 1e-2}   # POT-style tolerance / the paper's delta
+OT_MAX_ITER = 100                                       # Sinkhorn's iteration cap for fia and InfoEnh
 
 
 class FIAOutput(NamedTuple):
@@ -48,9 +69,20 @@ def _marginal(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.where(n > 0, m / n.clamp(min=1.0), torch.full_like(m, 1.0 / m.shape[-1]))
 
 
+def ot_tolerance(stop: str, tol: Optional[float] = None) -> float:
+    """The stopping threshold for Sinkhorn's rule ``stop``: ``tol`` when given (a number >= 0),
+    else the rule's default from :data:`OT_DEFAULT_TOL` (1e-6 marginal, 0.01 scaling)."""
+    if stop not in OT_STOPS:
+        raise ValueError(f"stop must be 'marginal' (POT's marginal-error rule) or 'scaling' (the paper's "
+                         f"mean change of the scaling vector), got {stop!r}")
+    if tol is None:
+        return OT_DEFAULT_TOL[stop]
+    return check_number(tol, "tol", ge=0, meaning="Sinkhorn's stopping threshold")
+
+
 def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, reg: float = 0.1,
-        mode: str = "token", max_iter: int = 100, tol: float = 1e-6, detach_plan: bool = False,
-        validate: bool = True) -> FIAOutput:
+        mode: str = "token", max_iter: int = OT_MAX_ITER, tol: Optional[float] = None, stop: str = "marginal",
+        detach_plan: bool = False, validate: bool = True) -> FIAOutput:
     """Align every modality to every other one with entropic OT and concatenate (eqs. 12-13).
 
     Args:
@@ -59,7 +91,11 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
             Padded rows are zeroed in the output and carry no transport mass.
         reg: entropic regularisation (the paper's 1/lambda), a finite number > 0.
         mode: ``"token"`` (default) or ``"feature"``, see the module docstring.
-        max_iter, tol: Sinkhorn's iteration cap and stopping threshold (marginal error).
+        max_iter: Sinkhorn's iteration cap, default :data:`OT_MAX_ITER` (100).
+        stop: Sinkhorn's stopping rule, ``"marginal"`` (default, POT's) or ``"scaling"`` (the
+            paper's); see the module docstring.
+        tol: its threshold, a number >= 0; None (default) takes the rule's default,
+            1e-6 for ``"marginal"`` and the paper's delta = 0.01 for ``"scaling"``.
         detach_plan: stop the gradient through the plan (the transported values still get one
             through E_j in token mode and E_i in feature mode).
         validate: ``False`` skips the NaN/inf scans of ``feats`` (shapes are still checked): for
@@ -85,6 +121,7 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
         raise ValueError(f"fia needs every modality as [B, k, d] with the same k and d, got {shapes}")
     B, k, d = shapes[names[0]]
     reg = check_number(reg, "reg", gt=0, meaning="the entropic regularisation")
+    tol = ot_tolerance(stop, tol)
 
     if masks is not None:
         if set(masks) != set(names):
@@ -113,14 +150,14 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
                 a = torch.stack([w[i] for i, _ in pairs], dim=1)               # [B, P, k]
                 b = torch.stack([w[j] for _, j in pairs], dim=1)
                 inv_a = torch.where(a > 0, 1.0 / a.clamp(min=1e-30), torch.zeros_like(a)).unsqueeze(-1)
-            res = sinkhorn(cost, reg, a, b, max_iter=max_iter, tol=tol, detach=detach_plan)
+            res = sinkhorn(cost, reg, a, b, max_iter=max_iter, tol=tol, stop=stop, detach=detach_plan)
             plan = res.plan.detach() if detach_plan else res.plan
             moved = inv_a * (plan @ tgt)                                       # barycentric map [B, P, k, d]
         else:
             src = torch.stack([feats[i] for i, _ in pairs], dim=1)             # [B, P, k, d]
             tgt = torch.stack([feats[j] for _, j in pairs], dim=1)
             cost = cosine_cost(src.transpose(-1, -2), tgt.transpose(-1, -2))  # [B, P, d, d]
-            res = sinkhorn(cost, reg, None, None, max_iter=max_iter, tol=tol, detach=detach_plan)
+            res = sinkhorn(cost, reg, None, None, max_iter=max_iter, tol=tol, stop=stop, detach=detach_plan)
             plan = res.plan.detach() if detach_plan else res.plan
             moved = d * (src @ plan.transpose(-1, -2))                         # [B, P, k, d]
 

@@ -11,6 +11,17 @@ For one modality:
 The hard mask is a step function, so the gate parameters W, b get a gradient only through the
 entries where m_h = 1 (there dz/dg = e); a feature switched off receives none.
 
+Straight-through estimator (``straight_through=True``; NOT in the paper, off by default). The
+forward pass is unchanged, m_h = 1[g > threshold], but the backward pass differentiates the step
+as if it were the identity in g (Bengio, Leonard & Courville 2013):
+
+    m_h = 1[g > threshold] + (g - sg(g))        (sg = stop-gradient; g - sg(g) is exactly 0)
+    dz/dg = e * (m_h + g)                       (without it: e * m_h)
+
+so an entry that is switched off (m_h = 0) still gets the gradient e * g and can switch back on;
+a kept entry gets e * (1 + g) instead of e. Use it to study the gate's dynamics, not to
+reproduce the paper.
+
 Top-k pooling is not specified by the paper. Default (``score="learned"``), as gPool of Gao & Ji
 (2019): a learned score s_t = w^T h_t per time step, keep the k best real steps, and scale each
 kept row by sigmoid(s_t) so that w is trained by the task loss. ``score="norm"`` ranks steps by
@@ -138,19 +149,25 @@ class FIB(nn.Module):
         score: top-k scorer, ``"learned"`` (default) or ``"norm"``; see :class:`TopKPool`.
         threshold: the hard mask keeps a feature where g > threshold (paper: 0.5).
         gate: False turns the mask off, z = e (the paper's "w/o FIB": top-k embeddings only).
+        straight_through: beyond the paper, default False. True keeps the forward values but
+            back-propagates through the hard mask as if it were g (see the module docstring), so
+            switched-off features still get a gradient. No effect when ``gate=False``.
 
     ``self.proj`` (W, b) and ``self.pool.w`` are the parameters of the formulation above; the
     forward pass only evaluates them on the kept steps (see the module docstring).
     """
 
     def __init__(self, in_dim: int, d: int, k: int, score: str = "learned", threshold: float = 0.5,
-                 gate: bool = True):
+                 gate: bool = True, straight_through: bool = False):
         super().__init__()
         self.in_dim = check_positive_int(in_dim, "in_dim")
         check_positive_int(d, "d")
         if not 0.0 <= float(threshold) < 1.0:
             raise ValueError(f"threshold must lie in [0, 1) (the gate is a sigmoid), got {threshold}")
+        if not isinstance(straight_through, bool):
+            raise TypeError(f"straight_through must be True or False, got {straight_through!r}")
         self.threshold = float(threshold)
+        self.straight_through = straight_through
         self.proj = nn.Linear(in_dim, d)
         self.pool = TopKPool(d, k, score)
         self.gate = nn.Linear(d, d) if gate else None
@@ -186,9 +203,17 @@ class FIB(nn.Module):
         else:
             g = torch.sigmoid(self.gate(e))                            # eq. 1
             hard = (g > self.threshold).to(e.dtype) * row              # m_h (no gradient), 0 on pad rows
-            z = e * (hard * g)                                         # eqs. 2-3, pad rows stay 0
+            z = e * (self._mask_for_grad(hard, g) * g)                 # eqs. 2-3, pad rows stay 0
         kept_frac = hard.sum().detach() / (row.sum() * e.shape[-1]).clamp(min=1.0)
         return FIBOutput(e=e, z=z, mask=e_mask, gate=g, hard=hard, kept_frac=kept_frac, idx=idx)
+
+    def _mask_for_grad(self, hard: Tensor, g: Tensor) -> Tensor:
+        """The hard mask [B, k, d] as it enters z: ``hard`` itself (no gradient), or with
+        ``straight_through`` the same values with the gradient of g: hard + (g - sg(g)), where
+        g - sg(g) is exactly 0, so the values are bit for bit those of ``hard``."""
+        if not self.straight_through:
+            return hard
+        return hard + (g - g.detach())
 
     def _pool(self, x: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """``self.pool(self.proj(x), mask)`` evaluated on the kept steps only.

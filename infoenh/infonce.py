@@ -10,8 +10,16 @@ again; here exp() is applied once), for anchor i with pooled vectors e_i, z_i:
 N(i) are the in-batch samples whose sentiment differs from sample i (eq. 5 pairs the negatives
 e_j^- with the anchor z^i). The positive stays in the denominator (standard InfoNCE of van den
 Oord et al. 2018), so loss_i >= 0. An anchor with no negative in its batch contributes 0 and is
-counted in ``n_no_negative``; the batch loss is the mean over the anchors that have negatives
-(0 when none has).
+counted in ``n_no_negative``.
+
+Reduction over the anchors (``reduction=``):
+
+- ``"mean"`` (default): the mean of loss_i over the anchors that have at least one negative (0 when
+  none has). The term then has the scale of one anchor's loss whatever the batch size, so the
+  weight alpha = 0.5 of eq. 6 means the same at batch 16 as at batch 64.
+- ``"sum"``: eq. 5 as printed, the sum of loss_i over all anchors (those without a negative add 0).
+  It is n_with_negatives times the mean, e.g. up to 16x at batch 16, so alpha's effective weight
+  grows with the batch size.
 """
 from __future__ import annotations
 
@@ -25,10 +33,11 @@ from ._validate import check_mask, check_number, check_tensor
 
 NEGATIVES = ("sign", "acc7", "all")
 POOLS = ("mean", "flatten")
+REDUCTIONS = ("mean", "sum")
 
 
 class InfoNCEResult(NamedTuple):
-    loss: Tensor        # 0-dim, mean of loss_i over anchors with at least one negative
+    loss: Tensor        # 0-dim, mean (default) or sum of loss_i over anchors with at least one negative
     n_no_negative: int  # anchors whose batch held no negative (they contribute 0)
     n_anchors: int      # all anchors, B
 
@@ -85,7 +94,7 @@ def _pool(x: Tensor, mask: Tensor, pool: str) -> Tensor:
 
 def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Optional[Tensor] = None,
                       tau: float = 0.1, negatives: str = "sign", pool: str = "mean", *,
-                      validate: bool = True) -> InfoNCEResult:
+                      reduction: str = "mean", validate: bool = True) -> InfoNCEResult:
     """InfoNCE between e and z with sentiment-aware in-batch negatives.
 
     Args:
@@ -96,6 +105,10 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
         tau: temperature, a finite number > 0.
         negatives: ``"sign"``, ``"acc7"`` or ``"all"``, see :func:`negative_mask`.
         pool: ``"mean"`` (masked mean over real rows) or ``"flatten"`` (concatenate the k rows).
+        reduction: how the per-anchor losses [B] become one number. ``"mean"`` (default): their
+            mean over the anchors with at least one negative, so that alpha keeps its meaning
+            whatever the batch size. ``"sum"``: their sum over all anchors, eq. 5 literally
+            (= mean * number of anchors with a negative). See the module docstring.
         validate: ``False`` skips the NaN/inf scans of ``e``, ``z`` and ``labels`` (shapes are still
             checked): for callers such as :class:`infoenh.InfoEnh` that validated their inputs.
 
@@ -110,6 +123,7 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
         raise ValueError(f"e and z must have the same shape, got {tuple(e.shape)} and {tuple(z.shape)}")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    check_reduction(reduction)
     tau = check_number(tau, "tau", gt=0, meaning="the InfoNCE temperature")
     B, k, _ = e.shape
     mask = torch.ones(B, k, dtype=torch.bool) if mask is None else check_mask(mask, "mask", (B, k))
@@ -129,5 +143,14 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
     per_anchor = torch.logsumexp(logits.masked_fill(~keep, float("-inf")), dim=1) - logits.diagonal()
     has_neg = neg.any(dim=1)
     n_with = int(has_neg.sum())
-    loss = (per_anchor * has_neg.to(per_anchor.dtype)).sum() / max(n_with, 1)
+    total = (per_anchor * has_neg.to(per_anchor.dtype)).sum()
+    loss = total if reduction == "sum" else total / max(n_with, 1)
     return InfoNCEResult(loss=loss, n_no_negative=B - n_with, n_anchors=B)
+
+
+def check_reduction(reduction: str) -> str:
+    """``reduction`` if it is one of :data:`REDUCTIONS`, else a ValueError that lists them."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'mean' (mean over anchors with a negative, the default) or 'sum' "
+                         f"(eq. 5 literally, a sum over anchors), got {reduction!r}")
+    return reduction

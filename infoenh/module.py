@@ -11,10 +11,16 @@ Switches for the ablations: ``use_fib=False`` turns the gate off (z = e, the top
 the paper's "w/o FIB" also drops its loss, i.e. ``use_fib=False, use_infonce=False``.
 ``use_fia=False`` returns the filtered z_m (width d). A module built with a subset of modalities
 (e.g. text and vision) is the missing-modality ablation.
+
+The open choices of the paper are options with documented defaults (see the class docstring):
+InfoNCE's reduction over anchors (mean, so alpha keeps its meaning at any batch size), Sinkhorn's
+stopping rule (POT's marginal error at 1e-6, or the paper's scaling change at delta = 0.01) and
+iteration cap (:data:`infoenh.fia.OT_MAX_ITER`), and, beyond the paper, a straight-through
+estimator for the hard mask. :meth:`InfoEnh.settings` lists every one as a plain dict.
 """
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -22,9 +28,9 @@ from torch import Tensor
 
 from ._validate import (MODALITIES, check_finite, check_mask, check_modalities, check_number, check_positive_int,
                         check_same_batch, check_tensor, dtype_hint)
-from .fia import FIA_MODES, fia
+from .fia import FIA_MODES, OT_DEFAULT_TOL, OT_MAX_ITER, OT_STOPS, fia
 from .fib import FIB
-from .infonce import NEGATIVES, sentiment_infonce
+from .infonce import NEGATIVES, check_reduction, sentiment_infonce
 
 
 class InfoEnhOutput(NamedTuple):
@@ -45,8 +51,22 @@ class InfoEnh(nn.Module):
         use_fia: align with OT (output width M*d) or not (width d).
         alpha: weight of the InfoNCE sum, finite and >= 0 (paper: 0.5).
         tau: InfoNCE temperature, finite and > 0.  negatives: see :func:`sentiment_infonce`.
-        score: top-k scorer, "learned" or "norm".  reg: Sinkhorn's regularisation, finite and > 0.
-        fia_mode, detach_plan: see :func:`fia`.  ot_iters: Sinkhorn iteration cap.
+        infonce_reduction: ``"mean"`` (default) or ``"sum"`` over the anchors of a batch, see
+            :func:`sentiment_infonce`. The mean keeps alpha = 0.5 meaning the same at any batch
+            size; ``"sum"`` is eq. 5 literally and scales the term with the number of anchors.
+        score: top-k scorer, "learned" or "norm".  threshold: the hard mask keeps g > threshold,
+            in [0, 1) (paper: 0.5).
+        straight_through: beyond the paper, default False: back-propagate through the hard mask
+            as if it were the gate, so switched-off features still learn (see :class:`FIB`).
+        reg: Sinkhorn's regularisation, finite and > 0.
+        fia_mode, detach_plan: see :func:`fia`.
+        ot_iters: Sinkhorn's iteration cap, default :data:`infoenh.fia.OT_MAX_ITER` (100, shared
+            with :func:`fia`; the solver stops as soon as its rule is met: 11 iterations at k = 16,
+            d = 128, reg = 0.1).
+        ot_stop: Sinkhorn's stopping rule, ``"marginal"`` (default: POT's marginal error) or
+            ``"scaling"`` (the paper's mean change of the scaling vector).
+        ot_tol: the rule's threshold, a number >= 0; None (default) resolves to 1e-6 for
+            ``"marginal"`` and to the paper's delta = 0.01 for ``"scaling"``.
 
     Input dtypes: sequences of any floating dtype (float16, bfloat16, float32, float64) are cast to
     the module's parameter dtype (float32 unless the module was converted, e.g. with ``.double()``)
@@ -56,8 +76,10 @@ class InfoEnh(nn.Module):
 
     def __init__(self, in_dims: Dict[str, int], d: int = 128, k: int = 16, *, use_fib: bool = True,
                  use_infonce: bool = True, use_fia: bool = True, alpha: float = 0.5, tau: float = 0.1,
-                 negatives: str = "sign", score: str = "learned", reg: float = 0.1, fia_mode: str = "token",
-                 ot_iters: int = 50, detach_plan: bool = False):
+                 negatives: str = "sign", infonce_reduction: str = "mean", score: str = "learned",
+                 threshold: float = 0.5, straight_through: bool = False, reg: float = 0.1,
+                 fia_mode: str = "token", ot_iters: int = OT_MAX_ITER, ot_stop: str = "marginal",
+                 ot_tol: Optional[float] = None, detach_plan: bool = False):
         super().__init__()
         if not isinstance(in_dims, dict) or not in_dims:
             raise ValueError("in_dims must be a non-empty dict modality -> input width, e.g. {'text': 768}")
@@ -76,9 +98,33 @@ class InfoEnh(nn.Module):
         self.d, self.k = check_positive_int(d, "d"), check_positive_int(k, "k")
         self.use_fib, self.use_infonce, self.use_fia = use_fib, use_infonce, use_fia
         self.negatives, self.fia_mode, self.detach_plan = negatives, fia_mode, detach_plan
+        self.infonce_reduction = check_reduction(infonce_reduction)
         self.ot_iters = check_positive_int(ot_iters, "ot_iters")
-        self.fib = nn.ModuleDict({m: FIB(self.in_dims[m], d, k, score=score, gate=use_fib) for m in self.modalities})
+        if ot_stop not in OT_STOPS:
+            raise ValueError(f"ot_stop must be 'marginal' (POT's marginal-error rule) or 'scaling' (the paper's "
+                             f"mean change of the scaling vector), got {ot_stop!r}")
+        self.ot_stop = ot_stop
+        self.ot_tol = OT_DEFAULT_TOL[ot_stop] if ot_tol is None else check_number(
+            ot_tol, "ot_tol", ge=0, meaning="Sinkhorn's stopping threshold")
+        self.fib = nn.ModuleDict({m: FIB(self.in_dims[m], d, k, score=score, threshold=threshold, gate=use_fib,
+                                         straight_through=straight_through) for m in self.modalities})
+        self.score, self.straight_through = score, straight_through
+        self.threshold = self.fib[self.modalities[0]].threshold
         self.out_dim = d * len(self.modalities) if use_fia else d
+
+    def settings(self) -> Dict[str, Any]:
+        """Every switch and number this module was built with, as a plain JSON-ready dict (for a
+        run's results.json). ``ot_tol`` is the resolved threshold; ``modalities`` is a list in
+        text, audio, vision order. ``InfoEnh(in_dims, **{k: v for k, v in s.items() if k != "modalities"})``
+        builds a module with the same settings."""
+        return {
+            "use_fib": self.use_fib, "use_infonce": self.use_infonce, "use_fia": self.use_fia,
+            "alpha": self.alpha, "tau": self.tau, "negatives": self.negatives,
+            "infonce_reduction": self.infonce_reduction, "score": self.score, "threshold": self.threshold,
+            "straight_through": self.straight_through, "d": self.d, "k": self.k, "reg": self.reg,
+            "fia_mode": self.fia_mode, "ot_iters": self.ot_iters, "ot_stop": self.ot_stop, "ot_tol": self.ot_tol,
+            "detach_plan": self.detach_plan, "modalities": list(self.modalities),
+        }
 
     def _check(self, seqs, masks, labels):
         """Validate the inputs of :meth:`forward`; return ``(seqs cast to the parameter dtype, masks)``."""
@@ -141,7 +187,7 @@ class InfoEnh(nn.Module):
             diag[f"kept_frac_{m}"] = o.kept_frac.detach()
             if self.use_infonce and labels is not None:
                 r = sentiment_infonce(o.e, o.z, labels, o.mask, tau=self.tau, negatives=self.negatives,
-                                      validate=False)
+                                      reduction=self.infonce_reduction, validate=False)
                 aux = aux + r.loss
                 diag[f"infonce_{m}"] = r.loss.detach()
                 # the same for every modality: it depends on the labels only (already a Python int)
@@ -150,8 +196,8 @@ class InfoEnh(nn.Module):
         z = {m: o.z for m, o in out.items()}
         row_masks = {m: o.mask for m, o in out.items()}
         if self.use_fia:
-            f = fia(z, row_masks, reg=self.reg, mode=self.fia_mode, max_iter=self.ot_iters,
-                    detach_plan=self.detach_plan, validate=False)
+            f = fia(z, row_masks, reg=self.reg, mode=self.fia_mode, max_iter=self.ot_iters, stop=self.ot_stop,
+                    tol=self.ot_tol, detach_plan=self.detach_plan, validate=False)
             z = f.enhanced
             diag["ot_iters_mean"] = f.n_iter.detach().float().mean()
             diag["ot_converged_frac"] = f.converged.detach().float().mean()

@@ -57,7 +57,9 @@ def test_arms_map_to_the_paper_switches():
     c = arm_config(base, "no_text_full")
     assert c.modalities == ("audio", "vision") and c.infoenh == "full"
     assert arm_config(base, "no_vision").modalities == ("text", "audio")
-    assert len(ARMS) == 10
+    assert arm_config(base, "plumbing").infoenh == "plumbing"
+    assert arm_config(base, "no_audio_plumbing").modalities == ("text", "vision")
+    assert len(ARMS) == 5 + 3 * 3          # 5 full-modality arms, 3 per dropped modality
     with pytest.raises(ValueError, match="unknown arm"):
         arm_config(base, "no_smell")
 
@@ -66,10 +68,15 @@ def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch):
     ds = make_synthetic_splits(**TINY)
     base = TrainConfig(model="lf", epochs=1, quiet=True, infoenh_kwargs={"d": 8, "k": 4, "ot_iters": 10})
     doc = run_ablation(ds, base, ["fia", "no_vision_full"], [1111, 1112], tmp_path, n_boot=500)
-    # the baseline and the matched no-InfoEnh arm are added
-    assert doc["config"]["arms"] == ["baseline", "fia", "no_vision", "no_vision_full"]
-    assert set(doc["comparisons"]) == {"fia vs baseline", "no_vision vs baseline", "no_vision_full vs baseline",
-                                       "no_vision_full vs no_vision"}
+    # every reference arm is added: the host alone and the plumbing control, for each modality set
+    assert doc["config"]["arms"] == ["baseline", "plumbing", "fia", "no_vision", "no_vision_plumbing",
+                                     "no_vision_full"]
+    assert set(doc["comparisons"]) == {
+        "plumbing vs baseline", "fia vs baseline", "fia vs plumbing", "no_vision vs baseline",
+        "no_vision_plumbing vs no_vision", "no_vision_plumbing vs baseline", "no_vision_full vs no_vision",
+        "no_vision_full vs no_vision_plumbing", "no_vision_full vs baseline"}
+    assert "alignment" in doc["comparisons"]["fia vs plumbing"]["isolates"]
+    assert doc["comparisons"]["fia vs plumbing"]["reference"] == "plumbing"
     on_disk = json.loads((tmp_path / "ablation.json").read_text())
     assert on_disk["config"]["arms"] == doc["config"]["arms"]
     fia = [r["test"]["MAE"] for r in doc["arms"]["fia"]["runs"]]
@@ -78,7 +85,8 @@ def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch):
     assert doc["arms"]["no_vision_full"]["modalities"] == ["text", "audio"]
     md = (tmp_path / "ablation.md").read_text()
     assert md == format_markdown(doc)
-    for label in ("baseline (w/o InfoEnh)", "+FIA (w/o FIB)", "w/o vision +InfoEnh", "SYNTHETIC"):
+    for label in ("baseline: host alone (w/o InfoEnh)", "+FIA (w/o FIB)", "w/o vision +InfoEnh", "SYNTHETIC",
+                  "fia vs plumbing", "What each comparison isolates"):
         assert label in md
     # a second call reuses the finished runs: nothing is retrained
     monkeypatch.setattr("infoenh.train.runner.fit", lambda *a, **k: pytest.fail("retrained a finished run"))

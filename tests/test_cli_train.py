@@ -47,13 +47,44 @@ def test_train_writes_the_results_contract_and_a_synthetic_table(tmp_path, capsy
     assert (out / "seed_1111" / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("flag,variant", [("--no-infoenh", "none"), ("--no-fib", "no_fib"), ("--no-fia", "no_fia")])
+@pytest.mark.parametrize("flag,variant", [("--no-infoenh", "none"), ("--no-fib", "no_fib"), ("--no-fia", "no_fia"),
+                                          ("--plumbing", "plumbing")])
 def test_switches_reach_the_config(tmp_path, flag, variant):
     out = tmp_path / variant
     assert main(["train", "--data", "synthetic", "--synthetic-scale", "ci", "--model", "lf", "--seeds", "1111",
                  flag, "--modalities", "text", "vision", "--out", str(out), *FAST]) == 0
     cfg = json.loads((out / "results.json").read_text())["config"]
     assert cfg["infoenh"] == variant and cfg["modalities"] == ["text", "vision"]
+
+
+def test_protocol_and_host_flags_reach_the_config_and_the_results(tmp_path):
+    out = tmp_path / "misa"
+    assert main(["train", "--data", "synthetic", "--synthetic-scale", "ci", "--model", "misa", "--seeds", "1111",
+                 "--accum-tail", "step", "--clip-at", "step", "--valid-loss", "sample_mean", "--misa-lengths", "own",
+                 "--ot-stop", "scaling", "--ot-tol", "0.02", "--infonce-reduction", "sum", "--straight-through",
+                 "--out", str(out), *FAST]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    cfg, run = doc["config"], doc["runs"][0]
+    assert (cfg["accum_tail"], cfg["clip_at"], cfg["valid_loss"], cfg["epochs"]) == ("step", "step", "sample_mean", 1)
+    assert cfg["model_kwargs"] == {"lengths": "own"}
+    assert cfg["infoenh_kwargs"] == {"k": 4, "d": 8, "ot_stop": "scaling", "ot_tol": 0.02,
+                                     "infonce_reduction": "sum", "straight_through": True}
+    assert run["protocol"] == {"accum_tail": "step", "clip_at": "step", "valid_loss": "sample_mean", "epochs_cap": 1,
+                               "patience": 8, "accum_steps": 2, "grad_clip": 0.8, "grad_clip_mode": "value"}
+    # ci: 160 clips = 10 batches of 16, windows of 2: 5 steps
+    assert run["optimizer_steps"] == 5 and run["wall_seconds"] > 0 and run["peak_memory_bytes"] > 0
+    assert run["peak_memory_kind"] in ("cpu_maxrss_process", "cuda_max_allocated")
+    for diag in (run["diagnostics"], run["diagnostics_selected_epoch"]):
+        assert {"kept_frac_text", "ot_iters_mean", "ot_converged_frac", "no_negative", "infonce_audio"} <= set(diag)
+    # without the flags: the host's (MMSA's) loop, and no key that was not asked for
+    out = tmp_path / "selfmm"
+    assert main(["train", "--data", "synthetic", "--synthetic-scale", "ci", "--model", "selfmm", "--seeds", "1111",
+                 "--selfmm-heads", "enhanced", "--out", str(out), *FAST]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    cfg, run = doc["config"], doc["runs"][0]
+    assert (cfg["accum_tail"], cfg["clip_at"], cfg["valid_loss"]) == ("drop", "step", "mmsa")
+    assert cfg["infoenh_kwargs"] == {"k": 4, "d": 8} and cfg["model_kwargs"] == {"heads": "enhanced"}
+    assert run["optimizer_steps"] == 2                               # 10 batches, windows of 4, tail dropped
 
 
 def test_switches_are_exclusive_and_choices_checked(capsys):
@@ -102,6 +133,7 @@ def test_ablate_command_writes_both_files(tmp_path, capsys):
     assert main(["ablate", "--data", "synthetic", "--synthetic-scale", "ci", "--model", "lf", "--seeds", "1111", "1112",
                  "--arms", "baseline", "full", "--n-boot", "200", "--out", str(out), *FAST]) == 0
     doc = json.loads((out / "ablation.json").read_text())
-    assert doc["config"]["arms"] == ["baseline", "full"] and "full vs baseline" in doc["comparisons"]
-    assert "| +InfoEnh |" in (out / "ablation.md").read_text()
+    assert doc["config"]["arms"] == ["baseline", "plumbing", "full"]       # the plumbing control is added
+    assert {"full vs baseline", "full vs plumbing", "plumbing vs baseline"} == set(doc["comparisons"])
+    assert "| full: +InfoEnh (FIB + FIA) |" in (out / "ablation.md").read_text()
     assert "Paired differences" in capsys.readouterr().out

@@ -45,43 +45,46 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
 
     def _serve_file(self):
-        srv = self.server
-        data, start = srv.payload, 0
-        rng, if_range = self.headers.get("Range"), self.headers.get("If-Range")
-        same_file = if_range is None or if_range in (srv.etag, srv.last_modified)
-        if rng and srv.honour_range and same_file:
-            start = int(re.match(r"bytes=(\d+)-$", rng).group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.end_headers()
-                return
+        # Read every setting of this request once, and consume the one-shot `cut_after`, before any
+        # byte of the answer is sent. The client acts on the headers, so a test may change the
+        # settings for its next request while this handler is still sending (or dropping) the body:
+        # reading them after the headers let a finished request steal the next one's `cut_after`.
+        cfg = self.server.settings_for_request(self.headers.get("Range"), self.headers.get("If-Range"))
+        if cfg["unsatisfiable"]:
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(cfg['data'])}")
+            self.end_headers()
+            return
+        data, start = cfg["data"], cfg["start"]
+        if start is not None:
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         else:
+            start = 0
             self.send_response(200)
-        if srv.etag:
-            self.send_header("ETag", srv.etag)
-        if srv.last_modified:
-            self.send_header("Last-Modified", srv.last_modified)
-        if not srv.close_delimited:  # HTTP/1.0 without a length: the body ends when the connection closes
+        if cfg["etag"]:
+            self.send_header("ETag", cfg["etag"])
+        if cfg["last_modified"]:
+            self.send_header("Last-Modified", cfg["last_modified"])
+        if not cfg["close_delimited"]:  # HTTP/1.0 without a length: the body ends when the connection closes
             self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
+        if self.server.after_headers is not None:  # a hook to delay this handler (a slow thread)
+            self.server.after_headers()
         body = data[start:]
-        if srv.cut_after is not None:  # simulate a dropped connection
-            body = body[:srv.cut_after]
-            srv.cut_after = None
-        self._send(body)
+        if cfg["cut_after"] is not None:  # simulate a dropped connection
+            body = body[:cfg["cut_after"]]
+        self._send(body, cfg["trickle"])
 
-    def _send(self, body):
+    def _send(self, body, trickle):
         srv = self.server
         try:
-            if srv.trickle is None:
+            if trickle is None:
                 self.wfile.write(body)
                 self.wfile.flush()
                 return
             for i in range(len(body)):  # one byte every `trickle` seconds
-                if srv.stop.wait(srv.trickle):
+                if srv.stop.wait(trickle):
                     return
                 self.wfile.write(body[i:i + 1])
                 self.wfile.flush()
@@ -89,11 +92,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """The loopback server; tests set its attributes (payload, etag, cut_after, ...) between downloads."""
+
+    def settings_for_request(self, rng, if_range):
+        """One consistent snapshot of the settings for a /file.bin request; consumes ``cut_after``
+        unless the answer is a 416 (which has no body to cut)."""
+        with self.lock:
+            data = self.payload
+            same_file = if_range is None or if_range in (self.etag, self.last_modified)
+            start = None
+            if rng and self.honour_range and same_file:
+                start = int(re.match(r"bytes=(\d+)-$", rng).group(1))
+            unsatisfiable = start is not None and start >= len(data)
+            cut = None
+            if not unsatisfiable:
+                cut, self.cut_after = self.cut_after, None
+            return {"data": data, "start": start, "unsatisfiable": unsatisfiable, "etag": self.etag,
+                    "last_modified": self.last_modified, "close_delimited": self.close_delimited,
+                    "trickle": self.trickle, "cut_after": cut}
+
+
 def _start_server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv = _Server(("127.0.0.1", 0), _Handler)
     srv.payload, srv.ranges, srv.if_ranges, srv.cut_after, srv.honour_range = PAYLOAD, [], [], None, True
     srv.etag, srv.last_modified, srv.close_delimited, srv.trickle = '"v1"', None, False, None
-    srv.redirects, srv.stop = {}, threading.Event()
+    srv.redirects, srv.stop, srv.lock, srv.after_headers = {}, threading.Event(), threading.Lock(), None
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
@@ -304,6 +328,30 @@ def test_expected_size_must_match(server, tmp_path):
     with pytest.raises(DownloadError, match="more than the 100 bytes expected"):
         download(server.url, dest, quiet=True, expected_size=100, resume=False)
     assert not (tmp_path / "file.bin.part").exists() and not dest.exists()
+
+
+def test_server_fixture_reads_each_request_settings_before_its_headers(server, tmp_path):
+    """The fixture itself: a handler still busy after its headers (a descheduled thread, under load)
+    must not take the settings meant for the next request (this made the test above flaky)."""
+    entered, release, stalled = threading.Event(), threading.Event(), []
+
+    def stall():
+        stalled.append(threading.current_thread())
+        entered.set()
+        release.wait(10)
+
+    server.after_headers = stall
+    dest = tmp_path / "file.bin"
+    with pytest.raises(DownloadError, match="not the expected"):
+        download(server.url, dest, quiet=True, expected_size=len(PAYLOAD) + 1)
+    assert entered.wait(10)  # the first handler has sent its headers and is stalled
+    server.after_headers = None
+    server.close_delimited, server.cut_after = True, 5000
+    release.set()
+    stalled[0].join(10)  # the old handler is done before the next request
+    with pytest.raises(DownloadError, match=f"ended after 5000 of {len(PAYLOAD)} bytes"):
+        download(server.url, dest, quiet=True, expected_size=len(PAYLOAD))
+    assert (tmp_path / "file.bin.part").stat().st_size == 5000 and not dest.exists()
 
 
 def test_refused_restart_keeps_the_part_tied_to_its_old_source(server, tmp_path):

@@ -60,6 +60,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if fid not in srv.files:
                 return self.send_error(404)
             data, start = srv.files[fid], 0
+            # this request's cut is taken before anything is sent: a test that sets the next cut once
+            # it has this answer's headers can never have it used up by this one
+            cut, srv.cut_after = srv.cut_after, None
             rng = self.headers.get("Range")
             if rng:
                 start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
@@ -70,8 +73,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data) - start))
             self.end_headers()
             body = data[start:]
-            if srv.cut_after is not None:  # a dropped connection
-                body, srv.cut_after = body[:srv.cut_after], None
+            if cut is not None:  # a dropped connection
+                body = body[:cut]
             self.wfile.write(body)
             return
         self.send_error(404)

@@ -197,3 +197,65 @@ def test_token_plans_solve_the_cosine_cost_of_each_pair():
     for p, (i, j) in enumerate(out.pairs):
         ref = sinkhorn(cosine_cost(f[i], f[j]), 0.2, max_iter=500, tol=1e-12).plan
         torch.testing.assert_close(out.plans[:, p], ref, rtol=0, atol=1e-12)
+
+
+# ----- stopping rule, tolerance and iteration cap -------------------------------------------------
+
+def test_scaling_rule_at_delta_stops_earlier_than_marginal_at_1e6():
+    """A typical FIA problem (k = 16 rows, d = 8, reg = 0.1): the paper's rule (mean change of the
+    scaling vector < 0.01) is met in fewer iterations than POT's (marginal error < 1e-6), and its
+    plans are correspondingly looser."""
+    f = _feats(B=8, k=16, d=8, dtype=torch.float32)
+    marginal, scaling = fia(f, stop="marginal"), fia(f, stop="scaling")
+    assert bool(marginal.converged.all()) and bool(scaling.converged.all())
+    assert float(scaling.n_iter.float().mean()) < float(marginal.n_iter.float().mean())
+    assert bool((scaling.n_iter <= marginal.n_iter).all())
+
+    def col_error(plans):
+        return (plans.sum(-2) - 1 / 16).norm(dim=-1).max()
+
+    assert float(col_error(marginal.plans)) < 1e-6 < float(col_error(scaling.plans))
+
+
+def test_stop_and_tol_defaults_reach_the_solver(monkeypatch):
+    seen = []
+    real = fia_mod.sinkhorn
+
+    def spy(cost, reg, a=None, b=None, **kwargs):
+        seen.append(kwargs)
+        return real(cost, reg, a, b, **kwargs)
+
+    monkeypatch.setattr(fia_mod, "sinkhorn", spy)
+    fia(_feats())
+    fia(_feats(), stop="scaling")
+    fia(_feats(), stop="scaling", tol=0.5, mode="feature")
+    fia(_feats(), tol=0)
+    got = [(s["stop"], s["tol"], s["max_iter"]) for s in seen]
+    assert got == [("marginal", 1e-6, 100), ("scaling", 0.01, 100), ("scaling", 0.5, 100), ("marginal", 0.0, 100)]
+
+
+def test_one_iteration_cap_for_fia_and_infoenh():
+    import inspect
+
+    from infoenh.module import InfoEnh
+
+    assert fia_mod.OT_MAX_ITER == 100
+    assert inspect.signature(fia).parameters["max_iter"].default == fia_mod.OT_MAX_ITER
+    assert InfoEnh({"text": 3, "audio": 2}, d=4, k=2).ot_iters == fia_mod.OT_MAX_ITER
+    assert fia_mod.OT_DEFAULT_TOL == {"marginal": 1e-6, "scaling": 0.01}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(stop="pot"), r"stop must be 'marginal' \(POT's marginal-error rule\) or 'scaling' .*got 'pot'"),
+        (dict(stop=None), r"stop must be 'marginal' .*got None"),
+        (dict(tol=-1e-3), r"tol \(Sinkhorn's stopping threshold\) must be a finite number >= 0, got -0.001"),
+        (dict(tol=float("nan")), r"tol .* >= 0, got nan"),
+        (dict(tol="1e-6"), r"tol .* >= 0, got '1e-6'"),
+        (dict(max_iter=0), r"max_iter must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_solver_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fia(_feats(), **kwargs)

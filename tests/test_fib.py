@@ -325,3 +325,79 @@ def test_validate_false_skips_only_the_checks():
     assert all(torch.equal(u, v) for u, v in zip(e1, e2))
     with pytest.raises(ValueError, match="NaN"):             # the public default still checks
         fib.pool(torch.full((1, 4, 8), float("nan")))
+
+
+# ----- straight-through estimator for the hard mask (beyond the paper) ----------------------------
+
+OFF = [1, 4, 6]                                     # gate features switched off on every row below
+
+
+def _fib_with_dead_features(straight_through):
+    """FIB whose gate features OFF sit at g = sigmoid(-3) < 0.5 for every input (zero weight row)."""
+    fib = _fib(straight_through=straight_through)
+    with torch.no_grad():
+        fib.gate.weight[OFF] = 0.0
+        fib.gate.bias[OFF] = -3.0
+    return fib
+
+
+def test_straight_through_keeps_the_forward_values():
+    x, mask = torch.randn(4, 9, 5), torch.rand(4, 9) < 0.7
+    plain, ste = _fib_with_dead_features(False)(x, mask), _fib_with_dead_features(True)(x, mask)
+    for name, a, b in zip(FIBOutput._fields, plain, ste):
+        assert torch.equal(a, b), name
+
+
+def test_straight_through_gives_switched_off_features_a_gradient():
+    x, w = torch.randn(4, 9, 5), torch.randn(4, 4, 8)      # w: a loss whose dL/dz is nonzero everywhere
+    grads, dead = {}, {}
+    for ste in (False, True):
+        fib = _fib_with_dead_features(ste)
+        out = fib(x)
+        off_everywhere = ~out.hard.bool().any(dim=1).any(dim=0)            # [d]
+        assert set(OFF) <= set(off_everywhere.nonzero().flatten().tolist())
+        out.gate.retain_grad()
+        (out.z * w).sum().backward()
+        grads[ste] = fib.gate.weight.grad
+        off_entries = ~out.hard.bool() & out.mask.unsqueeze(-1)
+        if ste:     # dz/dg = e * (m_h + g): nonzero at every entry, switched off or not
+            assert bool((out.gate.grad[off_entries] != 0).all())
+        else:       # dz/dg = e * m_h: zero wherever m_h = 0
+            assert bool((out.gate.grad[off_entries] == 0).all())
+        dead[ste] = off_everywhere
+    assert torch.equal(dead[False], dead[True])
+    assert float(grads[False][dead[False]].abs().max()) == 0.0
+    assert bool((grads[True][dead[True]].abs().sum(dim=1) > 0).all())
+
+
+def test_straight_through_lets_a_switched_off_feature_come_back():
+    """A loss that rewards keeping every feature (z along e) reopens the dead features only with
+    the straight-through estimator: without it their gate rows never move."""
+    x = torch.randn(8, 9, 5)
+    kept = {}
+    for ste in (False, True):
+        fib = _fib_with_dead_features(ste)
+        start = fib.gate.weight[OFF].clone()
+        opt = torch.optim.Adam(fib.gate.parameters(), lr=0.2)
+        for _ in range(40):
+            out = fib(x)
+            loss = -(out.z * out.e.detach()).sum() / out.e.shape[0]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        kept[ste] = fib(x).hard[..., OFF].mean().item()
+        if not ste:
+            assert torch.equal(fib.gate.weight[OFF], start)
+    assert kept[False] == 0.0 and kept[True] > 0.5
+
+
+def test_straight_through_with_the_gate_off_changes_nothing():
+    x = torch.randn(2, 6, 5)
+    a, b = _fib(gate=False)(x), _fib(gate=False, straight_through=True)(x)
+    assert all(torch.equal(u, v) for u, v in zip(a, b)) and torch.equal(b.z, b.e)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_straight_through_must_be_a_bool(bad):
+    with pytest.raises(TypeError, match="straight_through must be True or False"):
+        FIB(5, 8, 3, straight_through=bad)

@@ -199,3 +199,43 @@ def test_bf16_inputs_give_a_float32_loss():
     ref = sentiment_infonce(e, z, y).loss
     low = sentiment_infonce(e.bfloat16(), z.bfloat16(), y)
     assert low.loss.dtype == torch.float32 and float(low.loss) == pytest.approx(float(ref), rel=0.05)
+
+
+# ----- reduction over anchors: "mean" (default) or "sum" (eq. 5 literally) ------------------------
+
+@pytest.mark.parametrize("negatives", ["sign", "acc7", "all"])
+def test_sum_is_mean_times_anchors_with_a_negative(negatives):
+    torch.manual_seed(5)
+    e = torch.randn(6, 3, 4, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(6, 3, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1.2, -0.4, 0.0, 2.5, -2.0, 0.6], dtype=torch.float64)
+    mean = sentiment_infonce(e, z, y, negatives=negatives)
+    total = sentiment_infonce(e, z, y, negatives=negatives, reduction="sum")
+    n_with = mean.n_anchors - mean.n_no_negative
+    assert n_with == 6 and total.n_no_negative == mean.n_no_negative
+    assert total.loss.item() == pytest.approx(mean.loss.item() * n_with, rel=1e-14)
+    g_mean = torch.autograd.grad(mean.loss, [e, z])
+    g_sum = torch.autograd.grad(total.loss, [e, z])
+    for a, b in zip(g_mean, g_sum):
+        torch.testing.assert_close(b, a * n_with, rtol=1e-12, atol=1e-15)
+
+
+def test_sum_of_the_hand_computed_case_and_of_a_batch_without_negatives():
+    e = _vec([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    z = _vec([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    tau, r = 0.5, 1 / math.sqrt(2)
+    l0 = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + 1.0))
+    l1 = -math.log(math.exp(r / tau) / (2 * math.exp(r / tau) + math.exp(1 / tau)))
+    l2 = -math.log(math.exp(r / tau) / (math.exp(r / tau) + math.exp(1 / tau)))
+    y = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)
+    res = sentiment_infonce(e, z, y, tau=tau, reduction="sum")
+    assert float(res.loss) == pytest.approx(l0 + l1 + l2, rel=1e-12)
+    same = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)        # one class: no anchor has a negative
+    res = sentiment_infonce(e, z, same, tau=tau, reduction="sum")
+    assert float(res.loss) == 0.0 and res.n_no_negative == 3
+
+
+@pytest.mark.parametrize("bad", ["max", "Mean", None, 1])
+def test_unknown_reduction_is_refused(bad):
+    with pytest.raises(ValueError, match=r"reduction must be 'mean' .* or 'sum' .*, got "):
+        sentiment_infonce(torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.tensor([1.0, -1.0]), reduction=bad)

@@ -344,3 +344,110 @@ def test_nan_in_labels_or_a_later_modality_is_named():
     labels[0] = float("nan")
     with pytest.raises(ValueError, match="labels contains 1 NaN"):
         _model()(seqs, masks, labels)
+
+
+# ----- the open choices as options: reduction, stopping rule, straight-through, settings() --------
+
+def test_infonce_reduction_sum_scales_the_aux_loss_by_the_anchors():
+    seqs, masks, labels = _batch()
+    mean = _model()(seqs, masks, labels)
+    total = _model(infonce_reduction="sum")(seqs, masks, labels)
+    assert float(mean.diagnostics["no_negative"]) == 0.0                 # all 6 anchors have negatives
+    assert total.aux_loss.item() == pytest.approx(6 * mean.aux_loss.item(), rel=1e-5)
+    for m in DIMS:
+        assert float(total.diagnostics[f"infonce_{m}"]) == pytest.approx(6 * float(mean.diagnostics[f"infonce_{m}"]),
+                                                                        rel=1e-5)
+    for m in DIMS:                                                        # the outputs do not depend on it
+        assert torch.equal(mean.seqs[m], total.seqs[m])
+
+
+def test_ot_stop_and_tol_reach_the_solver(monkeypatch):
+    import infoenh.module as module_mod
+
+    seen = []
+    real = module_mod.fia
+    monkeypatch.setattr(module_mod, "fia", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    seqs, masks, labels = _batch()
+    runs = {}
+    for key, kw in {"marginal": {}, "scaling": dict(ot_stop="scaling"),
+                    "marginal 1e-3": dict(ot_tol=1e-3), "cap 11": dict(ot_iters=11)}.items():
+        runs[key] = _model(**kw)(seqs, masks, labels).diagnostics
+    assert [(s["stop"], s["tol"], s["max_iter"]) for s in seen] == [
+        ("marginal", 1e-6, 100), ("scaling", 0.01, 100), ("marginal", 1e-3, 100), ("marginal", 1e-6, 11)]
+    iters = {k: float(d["ot_iters_mean"]) for k, d in runs.items()}
+    converged = {k: float(d["ot_converged_frac"]) for k, d in runs.items()}
+    assert iters["marginal"] != iters["scaling"] and iters["marginal 1e-3"] < iters["marginal"]
+    assert converged["marginal"] == converged["scaling"] == converged["marginal 1e-3"] == 1.0
+    assert iters["cap 11"] == 11.0 and converged["cap 11"] < 1.0       # these problems need about 20
+
+
+def test_straight_through_reaches_every_fib_and_keeps_the_forward():
+    seqs, masks, labels = _batch()
+    plain, ste = _model(), _model(straight_through=True)
+    assert all(ste.fib[m].straight_through and not plain.fib[m].straight_through for m in DIMS)
+    a, b = plain(seqs, masks, labels), ste(seqs, masks, labels)
+    for m in DIMS:
+        assert torch.equal(a.seqs[m], b.seqs[m])
+    assert torch.equal(a.aux_loss, b.aux_loss)
+    ga = torch.autograd.grad(sum(v.sum() for v in a.seqs.values()) + a.aux_loss, plain.fib["text"].gate.weight)[0]
+    gb = torch.autograd.grad(sum(v.sum() for v in b.seqs.values()) + b.aux_loss, ste.fib["text"].gate.weight)[0]
+    assert not torch.equal(ga, gb)
+
+
+def test_threshold_reaches_every_fib():
+    model = _model(threshold=0.7)
+    assert model.threshold == 0.7 and all(model.fib[m].threshold == 0.7 for m in DIMS)
+    seqs, masks, labels = _batch()
+    low = _model(threshold=0.3)(seqs, masks, labels).diagnostics
+    high = model(seqs, masks, labels).diagnostics
+    assert all(float(low[f"kept_frac_{m}"]) > float(high[f"kept_frac_{m}"]) for m in DIMS)
+
+
+SETTING_KEYS = {"use_fib", "use_infonce", "use_fia", "alpha", "tau", "negatives", "infonce_reduction", "score",
+                "threshold", "straight_through", "d", "k", "reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol",
+                "detach_plan", "modalities"}
+
+
+def test_settings_lists_every_default():
+    import json
+
+    s = InfoEnh(DIMS).settings()
+    assert set(s) == SETTING_KEYS
+    assert s == dict(use_fib=True, use_infonce=True, use_fia=True, alpha=0.5, tau=0.1, negatives="sign",
+                     infonce_reduction="mean", score="learned", threshold=0.5, straight_through=False, d=128, k=16,
+                     reg=0.1, fia_mode="token", ot_iters=100, ot_stop="marginal", ot_tol=1e-6, detach_plan=False,
+                     modalities=["text", "audio", "vision"])
+    assert json.loads(json.dumps(s)) == s
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    dict(use_fib=False, use_infonce=False, alpha=2.0, tau=0.3, negatives="acc7", infonce_reduction="sum",
+         score="norm", threshold=0.4, straight_through=True, d=6, k=3, reg=0.05, fia_mode="feature",
+         ot_iters=30, ot_stop="scaling", detach_plan=True),
+    dict(use_fia=False, ot_stop="scaling", ot_tol=1e-4),
+])
+def test_settings_round_trip(kw):
+    names = ("text", "vision") if kw.get("use_fia", True) else ("audio",)
+    dims = {m: DIMS[m] for m in names}
+    s = InfoEnh(dims, **kw).settings()
+    again = InfoEnh(dims, **{k: v for k, v in s.items() if k != "modalities"}).settings()
+    assert again == s and s["modalities"] == list(names)
+    assert s["ot_tol"] == kw.get("ot_tol", 0.01 if kw.get("ot_stop") == "scaling" else 1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(infonce_reduction="avg"), ValueError, r"reduction must be 'mean' .* or 'sum' .*got 'avg'"),
+        (dict(ot_stop="pot"), ValueError, r"ot_stop must be 'marginal' \(POT's marginal-error rule\) or 'scaling'"),
+        (dict(ot_tol=-1.0), ValueError, r"ot_tol \(Sinkhorn's stopping threshold\) must be a finite number >= 0"),
+        (dict(ot_tol=float("inf")), ValueError, r"ot_tol .* >= 0, got inf"),
+        (dict(ot_iters=0), ValueError, r"ot_iters must be an integer >= 1, got 0"),
+        (dict(straight_through="yes"), TypeError, "straight_through must be True or False"),
+        (dict(threshold=1.0), ValueError, r"threshold must lie in \[0, 1\)"),
+    ],
+)
+def test_bad_new_options_are_refused_at_construction(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        InfoEnh(DIMS, **kwargs)

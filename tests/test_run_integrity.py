@@ -247,8 +247,8 @@ def test_weights_that_became_nan_are_reported_as_divergence(tiny_ds, monkeypatch
 def test_selection_needs_an_improvement_above_1e_minus_6(tiny_ds, monkeypatch, second, best):
     real = trainer.evaluate
     losses = iter([1.0, second, 2.0])
-    monkeypatch.setattr(trainer, "evaluate", lambda m, l, d, a=True: {
-        **real(m, l, d, a), **({"loss": next(losses)} if l.dataset.split == "valid" else {})})
+    monkeypatch.setattr(trainer, "evaluate", lambda m, l, d, a=True, v="mmsa": {
+        **real(m, l, d, a, v), **({"loss": next(losses)} if l.dataset.split == "valid" else {})})
     assert fit(tiny_ds, cfg(epochs=3, patience=10), None)["best_epoch"] == best
 
 
@@ -262,6 +262,10 @@ def test_selection_needs_an_improvement_above_1e_minus_6(tiny_ds, monkeypatch, s
     (["--reg", "0"], "--reg must be a finite number > 0"),
     (["--modalities", "text"], "add --no-fia"),
     (["--threads", "0"], "--threads must be >= 1"),
+    (["--epochs", "0"], "--epochs (epochs) must be an integer >= 1"),
+    (["--ot-tol", "0"], "--ot-tol must be a finite number > 0"),
+    (["--misa-lengths", "own"], "--misa-lengths applies to --model misa only"),
+    (["--selfmm-heads", "enhanced"], "--selfmm-heads applies to --model selfmm only"),
 ])
 def test_bad_options_end_in_one_line_before_any_training(tmp_path, capsys, extra, needle):
     out = tmp_path / "R"

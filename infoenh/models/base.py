@@ -128,6 +128,26 @@ class HostModel(nn.Module):
         self.infoenh = InfoEnh(in_dims={m: int(widths[m]) for m in self.modalities}, **kw)
         if self.pool_how == "attention":
             self.row_pool = nn.ModuleDict({m: AttentionPool(int(self.infoenh.out_dim)) for m in self.modalities})
+            if self.reads_unimodal_slice():
+                self.uni_pool = nn.ModuleDict({m: AttentionPool(int(self.infoenh.d)) for m in self.modalities})
+
+    def wants_unimodal(self) -> bool:
+        """Whether the host has unimodal heads that should read each modality on its own (Self-MM
+        with ``heads="unimodal"``); False for hosts whose head sees only the fused vectors."""
+        return False
+
+    def reads_unimodal_slice(self) -> bool:
+        """True when the unimodal heads need a pooling of their own: the host wants unimodal
+        features and FIA is on, so the enhanced rows E'_m = (z_m, E_{m->j}, E_{m->k}) mix in the
+        other modalities and only their first ``d`` columns (z_m) are unimodal."""
+        return self.wants_unimodal() and self.infoenh is not None and bool(self.infoenh.use_fia)
+
+    def unimodal_width(self, widths: Mapping[str, int]) -> Dict[str, int]:
+        """Width of the vectors the unimodal heads read: InfoEnh's ``d`` when they read the slice
+        z_m of FIA's output (:meth:`reads_unimodal_slice`), else what the fusion reads."""
+        if self.reads_unimodal_slice():
+            return {m: int(self.infoenh.d) for m in self.modalities}
+        return self.fused_width(widths)
 
     def fused_width(self, widths: Mapping[str, int]) -> Dict[str, int]:
         """Width of each pooled vector the fusion reads: InfoEnh's ``out_dim`` or the host's own."""
@@ -168,19 +188,26 @@ class HostModel(nn.Module):
         original model's pooled vectors ``{m: [B, w_m]}`` (used when InfoEnh is off)."""
         raise NotImplementedError
 
-    def head(self, feats: Dict[str, Tensor], batch: Mapping):
-        """Fusion and head on pooled vectors ``{m: [B, width]}`` -> ``(pred [B], extras)``."""
+    def head(self, feats: Dict[str, Tensor], batch: Mapping, unimodal: Optional[Dict[str, Tensor]] = None):
+        """Fusion and head on pooled vectors ``{m: [B, width]}`` -> ``(pred [B], extras)``.
+        ``unimodal``: ``{m: [B, d]}``, each modality's own filtered rows z_m pooled (only when
+        :meth:`reads_unimodal_slice`); hosts with unimodal heads read them instead of ``feats``."""
         raise NotImplementedError
 
     def features(self, batch: Mapping):
         """Checks, encoders, then InfoEnh and pooling (or the host's pooling). Returns
         ``(feats {m: [B, width]}, aux_loss 0-dim, diagnostics)``."""
+        feats, aux, diag, _ = self._features(batch)
+        return feats, aux, diag
+
+    def _features(self, batch: Mapping):
+        """:meth:`features` plus the unimodal vectors ``{m: [B, d]}`` (or None), see :meth:`head`."""
         batch = self.bert_text(batch)
         masks = self.check_batch(batch)
         seqs, host_pooled = self.encode(batch, masks)
         if self.infoenh is None:
             ref = next(iter(seqs.values()))
-            return host_pooled, ref.new_zeros(()).float(), {}
+            return host_pooled, ref.new_zeros(()).float(), {}, None
         labels = None
         if self.training and batch.get("label") is not None:
             labels = batch["label"].reshape(-1).float()
@@ -195,15 +222,23 @@ class HostModel(nn.Module):
                 feats = {m: self.row_pool[m](out.seqs[m], out.masks[m]) for m in self.modalities}
             else:
                 feats = {m: pool(out.seqs[m], out.masks[m], self.pool_how) for m in self.modalities}
-        return feats, out.aux_loss, out.diagnostics
+            uni = None
+            if self.reads_unimodal_slice():
+                d = int(self.infoenh.d)          # E'_m[..., :d] is z_m itself (FIA puts it first)
+                if self.pool_how == "attention":
+                    uni = {m: self.uni_pool[m](out.seqs[m][..., :d], out.masks[m]) for m in self.modalities}
+                else:
+                    uni = {m: pool(out.seqs[m][..., :d], out.masks[m], self.pool_how) for m in self.modalities}
+        return feats, out.aux_loss, out.diagnostics, uni
 
     def forward(self, batch: Mapping) -> HostOutput:
         """Encoders (autocast may run them in bf16), then everything from the pooled features on in
         float32 whatever autocast does: the prediction, the validation loss that selects the epoch,
         the metrics and Self-MM's label generator read float32 values on every device."""
-        feats, aux, diag = self.features(batch)
+        feats, aux, diag, uni = self._features(batch)
         with float32_region(next(iter(feats.values()))):
-            pred, extras = self.head({m: v.float() for m, v in feats.items()}, batch)
+            uni = None if uni is None else {m: v.float() for m, v in uni.items()}
+            pred, extras = self.head({m: v.float() for m, v in feats.items()}, batch, unimodal=uni)
         return HostOutput(pred=pred.reshape(-1).float(), aux_loss=aux.float(), extras=extras, diagnostics=diag)
 
     # ----- training interface -----------------------------------------------------------------

@@ -86,6 +86,9 @@ class StackedBiLSTM(nn.Module):
     utterance vector, the final states of both directions of both layers in MISA's order
     (layer-1 forward, layer-2 forward, layer-1 backward, layer-2 backward).
     MISA uses hidden size = input size (5 for COVAREP, 20 for Facet).
+
+    ``mask`` decides which steps are read. MMSA's MISA packs audio and vision with the *text*
+    lengths; :class:`~infoenh.models.misa.MISA` (``lengths="text"``) passes that prefix mask here.
     """
 
     def __init__(self, in_dim: int, hidden: int | None = None):

@@ -43,6 +43,6 @@ class LateFusion(HostModel):
         pooled = {m: masked_mean(seqs[m], masks[m]) for m in self.modalities}
         return seqs, pooled
 
-    def head(self, feats, batch):
+    def head(self, feats, batch, unimodal=None):
         u = torch.cat([feats[m] for m in self.modalities], dim=-1)
         return self.mlp(u).squeeze(-1), {}

@@ -18,9 +18,17 @@ between r_m and o_m averaged over modalities.
 With InfoEnh, the encoder sequences (text tokens; concatenated outputs of both LSTM layers) go
 through InfoEnh and u_m is the pooled enhanced sequence.
 
-Deviations: MMSA's MISA fine-tunes BERT (frozen features here); MMSA packs the audio and vision
-sequences with the *text* lengths (a quirk for unaligned data), here each modality uses its own
-mask; the shared/private discriminator, which MMSA computes but leaves out of the loss, is omitted.
+Lengths (``lengths``): MMSA packs the audio and vision sequences with the *text* lengths (the sum
+of BERT's sentence mask), so sample b reads audio and vision steps 0 .. L_t(b)-1 whatever their own
+masks say (padding included, steps past L_t(b) never). ``lengths="text"`` (default) does the same:
+the audio and vision masks are replaced by the prefix mask of length min(L_t(b), L_m), for the
+LSTMs and for InfoEnh alike (:meth:`MISA.check_batch`). ``lengths="own"`` reads each modality with
+its own mask (this project's earlier behaviour). Without the text modality (the missing-text
+ablation) there are no text lengths and "text" falls back to "own".
+
+Deviations: MMSA's MISA fine-tunes BERT by default (frozen features or fine-tuned BERT here, see
+``--text``); the shared/private discriminator, which MMSA computes but leaves out of the loss, is
+omitted.
 """
 from __future__ import annotations
 
@@ -48,6 +56,29 @@ def cmd(x1: Tensor, x2: Tensor, n_moments: int = 5) -> Tensor:
     return out
 
 
+LENGTHS = ("text", "own")
+
+
+def text_length_masks(text_mask: Optional[Tensor], text_len: int, seq_lens: Mapping[str, int],
+                      device=None) -> dict:
+    """Prefix masks that read each sequence up to the text's length, as MMSA's MISA packs them.
+
+    ``text_mask [B, L_t]`` (None: every text step is real, ``text_len`` = L_t), ``seq_lens``
+    ``{m: L_m}`` -> ``{m: [B, L_m] bool}`` with row b True at steps ``0 .. min(L_t(b), L_m) - 1``,
+    L_t(b) the number of real text steps of sample b.
+    """
+    if text_mask is None:
+        n = None
+    else:
+        n = text_mask.sum(dim=1)                                    # [B]
+        device = text_mask.device
+    out = {}
+    for m, L in seq_lens.items():
+        steps = torch.arange(L, device=device)
+        out[m] = (steps < text_len)[None, :] if n is None else steps[None, :] < n[:, None]
+    return out
+
+
 def diff_loss(a: Tensor, b: Tensor) -> Tensor:
     """Soft orthogonality between two codes ``a, b [B, h]``: centre over the batch, divide each
     row by its (detached) L2 norm + 1e-6, then ``mean((a^T b)^2)`` (MISA/MMSA's DiffLoss)."""
@@ -62,7 +93,10 @@ class MISA(HostModel):
     """MISA host. Defaults are MMSA's MOSI configuration (``config_regression.json``, misa, mosi):
     hidden 128, dropout 0.2, diff 0.1, sim (CMD) 0.3, recon 1.0; one transformer layer with 2
     heads and PyTorch's default feed-forward width 2048 and dropout 0.1 (MISA's code leaves both
-    at their defaults)."""
+    at their defaults).
+
+    ``lengths``: "text" (default, MMSA: audio and vision read up to the text's length) or "own"
+    (each modality's own mask); see the module docstring."""
 
     name = "misa"
     loss_kind = "mse"
@@ -74,8 +108,11 @@ class MISA(HostModel):
                  infoenh: Optional[dict] = None, pool: str = "attention", *, hidden_size: int = 128,
                  dropout: float = 0.2, diff_weight: float = 0.1, sim_weight: float = 0.3,
                  recon_weight: float = 1.0, cmd_moments: int = 5, nhead: int = 2, ff_dim: int = 2048,
-                 text_pool: str = "mean"):
+                 text_pool: str = "mean", lengths: str = "text"):
         super().__init__(dims, modalities, infoenh, pool)
+        if lengths not in LENGTHS:
+            raise ValueError(f"lengths (--misa-lengths) must be one of {LENGTHS}, got {lengths!r}")
+        self.lengths = lengths
         self.diff_weight, self.sim_weight, self.recon_weight = diff_weight, sim_weight, recon_weight
         self.cmd_moments, self.text_pool = cmd_moments, text_pool
         h = hidden_size
@@ -100,6 +137,23 @@ class MISA(HostModel):
         n = len(self.modalities)
         self.fusion = nn.Sequential(nn.Linear(2 * n * h, n * h), nn.Dropout(dropout), nn.ReLU(), nn.Linear(n * h, 1))
 
+    def reads_text_lengths(self) -> bool:
+        """Whether audio and vision are read with the text lengths (``lengths="text"`` and a text
+        modality to take them from)."""
+        return self.lengths == "text" and "text" in self.modalities
+
+    def check_batch(self, batch):
+        """The base checks, then (``lengths="text"``) the audio and vision masks replaced by the
+        text-length prefix masks of :func:`text_length_masks`: ``{m: [B, L_m] bool}``."""
+        masks = super().check_batch(batch)
+        if not self.reads_text_lengths():
+            return masks
+        others = {m: int(batch[m].shape[1]) for m in self.modalities if m != "text"}
+        B = int(batch["text"].shape[0])
+        prefix = text_length_masks(masks["text"], int(batch["text"].shape[1]), others, batch["text"].device)
+        masks.update({m: v.expand(B, -1).contiguous() for m, v in prefix.items()})
+        return masks
+
     def encode(self, batch, masks):
         seqs, pooled = {}, {}
         for m in self.modalities:
@@ -110,7 +164,7 @@ class MISA(HostModel):
                 seqs[m], pooled[m] = self.encoders[m](batch[m], masks[m])
         return seqs, pooled
 
-    def head(self, feats, batch):
+    def head(self, feats, batch, unimodal=None):
         ex = {}
         for m in self.modalities:
             o = self.project[m](feats[m])

@@ -5,17 +5,29 @@
 
 Training defaults (``TRAIN_DEFAULTS``) and where each comes from:
 
-| host   | batch | accum | lr                          | weight decay | grad clip     | loss | patience |
-|--------|-------|-------|-----------------------------|--------------|---------------|------|----------|
-| lf     | 32    | 1     | 1e-3                        | 0            | norm 1.0      | L1   | 8        |
-| selfmm | 16    | 4     | audio/vision 5e-3, other 1e-3 | 1e-3       | none          | L1   | 8        |
-| misa   | 16    | 2     | 1e-4                        | 0            | value 0.8     | MSE  | 8        |
+| host   | batch | accum | lr                            | weight decay | grad clip | loss | patience | epochs |
+|--------|-------|-------|-------------------------------|--------------|-----------|------|----------|--------|
+| lf     | 32    | 1     | 1e-3                          | 0            | norm 1.0  | L1   | 8        | 40     |
+| selfmm | 16    | 4     | audio/vision 5e-3, other 1e-3 | 1e-3         | none      | L1   | 8        | no cap |
+| misa   | 16    | 2     | 1e-4                          | 0            | value 0.8 | MSE  | 8        | no cap |
+
+The training loop's switches (:class:`~infoenh.train.config.TrainConfig`):
+
+| host   | accum_tail | clip_at                      | valid_loss |
+|--------|------------|------------------------------|------------|
+| lf     | step       | step                         | mmsa       |
+| selfmm | drop       | step (only with --grad-clip) | mmsa       |
+| misa   | drop       | backward                     | mmsa       |
 
 ``lf`` is this project's teaching baseline (its values are our choice). ``selfmm`` and ``misa``
 follow MMSA's ``config_regression.json`` for MOSI (batch_size, update_epochs = gradient
 accumulation, learning rates, weight decays, grad_clip, early_stop = patience); MMSA's Self-MM
-trainer does not clip gradients, MMSA's MISA trainer clips by value. MMSA loops until early
-stopping with no epoch cap; ``max_epochs`` (40) is ours.
+trainer does not clip gradients, MMSA's MISA trainer clips by value after every ``backward``
+(``clip_at="backward"``). Both MMSA trainers loop until early stopping with no epoch cap
+(``max_epochs=None``), never step on the batches after an epoch's last full accumulation window
+(``accum_tail="drop"``), and select on the mean of the batch-mean validation losses rounded to 4
+decimals (``valid_loss="mmsa"``). ``lf``'s 40-epoch cap, its end-of-epoch step and its clipping
+at the step are ours.
 """
 from __future__ import annotations
 
@@ -31,20 +43,24 @@ MODELS = {"lf": LateFusion, "selfmm": SelfMM, "misa": MISA}
 
 TRAIN_DEFAULTS = {
     "lf": {"batch_size": 32, "accum_steps": 1, "grad_clip": 1.0, "grad_clip_mode": "norm",
-           "patience": 8, "max_epochs": 40},
+           "patience": 8, "max_epochs": 40, "accum_tail": "step", "clip_at": "step", "valid_loss": "mmsa"},
     "selfmm": {"batch_size": 16, "accum_steps": 4, "grad_clip": None, "grad_clip_mode": "norm",
-               "patience": 8, "max_epochs": 40},
+               "patience": 8, "max_epochs": None, "accum_tail": "drop", "clip_at": "step", "valid_loss": "mmsa"},
     "misa": {"batch_size": 16, "accum_steps": 2, "grad_clip": 0.8, "grad_clip_mode": "value",
-             "patience": 8, "max_epochs": 40},
+             "patience": 8, "max_epochs": None, "accum_tail": "drop", "clip_at": "backward", "valid_loss": "mmsa"},
 }
 
-VARIANTS = ("full", "none", "no_fib", "no_fia", "fib_only", "fia_only")
+VARIANTS = ("full", "none", "plumbing", "no_fib", "no_fia", "fib_only", "fia_only")
 
 
 def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Optional[dict]:
     """Keyword arguments for :class:`infoenh.InfoEnh` for one ablation switch, or ``None``.
 
     ``"full"``: FIB (gate + InfoNCE) and FIA. ``"none"``: no InfoEnh (the host alone).
+    ``"plumbing"``: InfoEnh's plumbing alone, ``use_fib=False, use_infonce=False, use_fia=False``:
+    projection to d, top-k with gPool scaling, and the host's attention pooling after it, with the
+    gate fixed open (z = e), no InfoNCE and no FIA. It is the control that differs from ``fib``
+    only in the gate and its loss, and from ``fia`` only in the alignment.
     ``"no_fib"`` / ``"fia_only"``: ``use_fib=False, use_infonce=False`` (FIA on the top-k
     embeddings, the paper's "w/o FIB"). ``"no_fia"`` / ``"fib_only"``: ``use_fia=False``.
     Extra ``kwargs`` (d, k, reg, alpha, ...) are passed through. A dict is returned as is.
@@ -56,7 +72,9 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
     if variant not in VARIANTS:
         raise ValueError(f"unknown InfoEnh variant {variant!r}; choose one of {VARIANTS}")
     cfg = dict(kwargs)
-    if variant in ("no_fib", "fia_only"):
+    if variant == "plumbing":
+        cfg.update(use_fib=False, use_infonce=False, use_fia=False)
+    elif variant in ("no_fib", "fia_only"):
         cfg.update(use_fib=False, use_infonce=False)
     elif variant in ("no_fia", "fib_only"):
         cfg.update(use_fia=False)

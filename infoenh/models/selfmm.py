@@ -11,6 +11,16 @@ Layout (MMSA's MOSI configuration in brackets):
 
 With InfoEnh the whole sequences go through InfoEnh and each u_m is the pooled enhanced sequence.
 
+What the unimodal heads read with InfoEnh (``heads``, a decision of this project). FIA's output
+E'_m = (z_m, E_{m->j}, E_{m->k}) [B, k, M*d] mixes the other modalities into every row. If the
+unimodal head of m read it, ULGM would build the "unimodal" label y^m from cross-modal features
+and Self-MM's mechanism (each head sees one modality, its label says how far that modality alone
+departs from the fused one) would be gone. Default ``heads="unimodal"``: the fusion reads the
+pooled E'_m, and the unimodal head of m (and ULGM through its features) reads z_m = E'_m[..., :d],
+the modality's own filtered rows, pooled by an attention pool of its own. ``heads="enhanced"``
+reads the pooled E'_m (what this project did before; cross-modal "unimodal" heads). Without FIA
+(the ``fib`` and ``plumbing`` arms) the enhanced sequence is z_m and both settings coincide.
+
 Loss (per batch): |y_M - y| + sum_m mean(w_m * |y_m - y^m|), w_m = tanh(|y^m - y|), where the
 unimodal labels y^m start at y and are moved, from the second epoch on, by ULGM.
 
@@ -32,6 +42,7 @@ from .encoders import LSTMSeq
 from .pooling import last_valid, pool
 
 _MIN = 1e-8  # MMSA's guard against division by zero in the relative distances
+HEADS = ("unimodal", "enhanced")   # what the unimodal heads read with InfoEnh (see the module docstring)
 
 
 class ULGM(nn.Module):
@@ -146,6 +157,8 @@ class SelfMM(HostModel):
         n_train: number of training samples (ULGM keeps a label and a feature per sample).
         text_pool: reading of the text sequence without InfoEnh, ``"mean"`` (default, see module
             docstring) or ``"first"`` ([CLS]) or ``"last"``.
+        heads: with InfoEnh, what the unimodal heads and ULGM read: ``"unimodal"`` (default, z_m)
+            or ``"enhanced"`` (the pooled E'_m, cross-modal); see the module docstring.
     """
 
     name = "selfmm"
@@ -163,11 +176,13 @@ class SelfMM(HostModel):
                  post_fusion_dim: int = 128, post_text_dim: int = 32, post_audio_dim: int = 16,
                  post_video_dim: int = 32, post_fusion_dropout: float = 0.0, post_text_dropout: float = 0.1,
                  post_audio_dropout: float = 0.1, post_video_dropout: float = 0.0, H: float = 3.0,
-                 exclude_zero: bool = True, text_pool: str = "mean"):
+                 exclude_zero: bool = True, text_pool: str = "mean", heads: str = "unimodal"):
         super().__init__(dims, modalities, infoenh, pool)
         if text_pool not in ("mean", "first", "last"):
             raise ValueError(f"text_pool must be 'mean', 'first' or 'last', got {text_pool!r}")
-        self.text_pool = text_pool
+        if heads not in HEADS:
+            raise ValueError(f"heads (--selfmm-heads) must be one of {HEADS}, got {heads!r}")
+        self.text_pool, self.heads_read = text_pool, heads
         enc = {}
         widths = {}
         if "text" in self.modalities:
@@ -185,7 +200,8 @@ class SelfMM(HostModel):
         post_dim = {"text": post_text_dim, "audio": post_audio_dim, "vision": post_video_dim}
         post_drop = {"text": post_text_dropout, "audio": post_audio_dropout, "vision": post_video_dropout}
         self.fusion_head = _Head(sum(fused.values()), post_fusion_dim, post_fusion_dropout)
-        self.heads = nn.ModuleDict({m: _Head(fused[m], post_dim[m], post_drop[m]) for m in self.modalities})
+        uni = self.unimodal_width(widths)
+        self.heads = nn.ModuleDict({m: _Head(uni[m], post_dim[m], post_drop[m]) for m in self.modalities})
         feat_dims = {"fusion": post_fusion_dim, **{m: post_dim[m] for m in self.modalities}}
         self.ulgm = ULGM(n_train, feat_dims, H=H, exclude_zero=exclude_zero)
 
@@ -197,12 +213,16 @@ class SelfMM(HostModel):
             pooled[m] = pool(h, masks[m], self.text_pool) if m == "text" else last_valid(h, masks[m])
         return seqs, pooled
 
-    def head(self, feats, batch):
+    def wants_unimodal(self) -> bool:
+        return self.heads_read == "unimodal"
+
+    def head(self, feats, batch, unimodal=None):
         u = torch.cat([feats[m] for m in self.modalities], dim=-1)
         y_m, f_f = self.fusion_head(u)
         extras = {"feat_fusion": f_f}
+        own = feats if unimodal is None else unimodal
         for m in self.modalities:
-            y, f = self.heads[m](feats[m])
+            y, f = self.heads[m](own[m])
             extras[f"pred_{m}"], extras[f"feat_{m}"] = y, f
         return y_m, extras
 

@@ -1,28 +1,21 @@
 """The paper's ablations (Tables 2 and 3) as arms of one host, run over the same seeds.
 
-Arms (``--arms``):
+The arms and what each comparison isolates are in :mod:`infoenh.train.arms`: ``baseline`` (the
+host alone), ``plumbing`` (InfoEnh's projection, top-k, gPool and attention pooling with the gate
+open, no InfoNCE, no FIA), ``fib``, ``fia``, ``full``, and the missing-modality arms ``no_<m>``,
+``no_<m>_plumbing``, ``no_<m>_full`` (paper Table 3).
 
-| arm            | InfoEnh                        | modalities   | paper |
-|----------------|--------------------------------|--------------|-------|
-| baseline       | none                           | t, a, v      | "w/o InfoEnh" |
-| fib            | FIB only (use_fia=False)       | t, a, v      | "w/o FIA" = +FIB |
-| fia            | FIA only (no gate, no InfoNCE) | t, a, v      | "w/o FIB" = +FIA |
-| full           | FIB + FIA                      | t, a, v      | "+ InfoEnh" |
-| no_text        | none                           | a, v         | Table 3 "w/o Text" |
-| no_text_full   | FIB + FIA                      | a, v         | Table 3 "w/o Text", w/ InfoEnh |
-| no_audio, no_audio_full, no_vision, no_vision_full: likewise |
-
-Every arm is compared with ``baseline`` (paired by seed: same seed, same data order), and each
-``no_<m>_full`` arm also with its own ``no_<m>``: mean paired difference, paired t-test and a
-bootstrap CI (:mod:`infoenh.train.stats`). Writes ``ablation.json`` and ``ablation.md``.
+Every InfoEnh arm is compared with the host alone and with its plumbing control, paired by seed
+(same seed, same data order): mean paired difference, paired t-test and a bootstrap CI
+(:mod:`infoenh.train.stats`). Asking for an arm runs its references too. Writes
+``ablation.json`` (each comparison says what it isolates) and ``ablation.md``.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .._validate import MODALITIES
+from .arms import ARMS, arm_config, isolates, references, with_references
 from .checkpoint import write_json
 from .config import TrainConfig, seeds_list
 from .lock import folder_lock
@@ -30,28 +23,11 @@ from .results import COLUMNS
 from .runner import train_seeds
 from .stats import paired_comparison
 
-ARMS: Dict[str, Dict[str, Any]] = {
-    "baseline": {"infoenh": "none", "drop": None, "label": "baseline (w/o InfoEnh)"},
-    "fib": {"infoenh": "fib_only", "drop": None, "label": "+FIB (w/o FIA)"},
-    "fia": {"infoenh": "fia_only", "drop": None, "label": "+FIA (w/o FIB)"},
-    "full": {"infoenh": "full", "drop": None, "label": "+InfoEnh"},
-}
-for _m in MODALITIES:
-    ARMS[f"no_{_m}"] = {"infoenh": "none", "drop": _m, "label": f"w/o {_m}"}
-    ARMS[f"no_{_m}_full"] = {"infoenh": "full", "drop": _m, "label": f"w/o {_m} +InfoEnh"}
-
-# the arm each arm is compared with besides the baseline
-_MATCHED = {f"no_{m}_full": f"no_{m}" for m in MODALITIES}
+# what ablation.json keeps of each run (results.json in the arm's folder has everything)
+_RUN_KEYS = ("seed", "best_epoch", "epochs_run", "test", "diagnostics", "wall_seconds", "peak_memory_bytes",
+             "peak_memory_kind", "optimizer_steps", "precision", "device")
 TABLE_METRICS = ("MAE", "Corr", "Mult_acc_7", "Has0_acc_2", "Non0_acc_2", "Has0_F1_score", "Non0_F1_score")
-
-
-def arm_config(base: TrainConfig, arm: str) -> TrainConfig:
-    """``base`` with the arm's InfoEnh switch and modalities."""
-    if arm not in ARMS:
-        raise ValueError(f"unknown arm {arm!r}; choose from {list(ARMS)}")
-    spec = ARMS[arm]
-    mods = tuple(m for m in MODALITIES if m != spec["drop"])
-    return dataclasses.replace(base, infoenh=spec["infoenh"], modalities=mods)
+__all__ = ["ARMS", "arm_config", "run_ablation", "format_markdown", "TABLE_METRICS"]
 
 
 def _compare(ref_runs, arm_runs, metrics, seed, n_boot) -> Dict[str, Any]:
@@ -78,11 +54,7 @@ def run_ablation(ds, base: TrainConfig, arms: Optional[Sequence[str]], seeds: Op
     for a in arms:
         if a not in ARMS:
             raise ValueError(f"unknown arm {a!r}; choose from {list(ARMS)}")
-    if "baseline" not in arms:
-        arms.insert(0, "baseline")       # every comparison is against it
-    for a in list(arms):
-        if a in _MATCHED and _MATCHED[a] not in arms:
-            arms.insert(arms.index(a), _MATCHED[a])
+    arms = with_references(arms)         # every comparison's reference arm runs too
     seeds = seeds_list(seeds)
     for a in arms:
         arm_config(base, a).resolved()   # every arm's options checked before anything trains
@@ -95,10 +67,12 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log) -> Dict
     for a in arms:
         if log:
             log(f"=== arm {a}: {ARMS[a]['label']} ===")
-        results[a] = train_seeds(ds, arm_config(base, a), seeds, out / a, data_info=data_info, fresh=fresh, log=log)
+        results[a] = train_seeds(ds, arm_config(base, a), seeds, out / a, data_info=data_info, fresh=fresh, log=log,
+                                 arm=a)
     metrics = [k for k in TABLE_METRICS if k in results["baseline"]["runs"][0]["test"]]
     doc: Dict[str, Any] = {
-        "config": {**{k: v for k, v in results["baseline"]["config"].items() if k not in ("infoenh", "modalities")},
+        "config": {**{k: v for k, v in results["baseline"]["config"].items()
+                      if k not in ("infoenh", "modalities", "arm", "infoenh_settings")},
                    "arms": arms, "n_boot": n_boot,
                    "test": "paired t-test (scipy.stats.ttest_rel) and percentile bootstrap CI of the mean "
                            "paired difference (arm - reference), pairs = seeds"},
@@ -108,13 +82,13 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log) -> Dict
         doc["arms"][a] = {"label": ARMS[a]["label"], "infoenh": ARMS[a]["infoenh"],
                           "modalities": list(arm_config(base, a).modalities),
                           "summary": results[a]["summary"]["test"],
-                          "runs": [{"seed": r["seed"], "best_epoch": r["best_epoch"], "test": r["test"]}
-                                   for r in results[a]["runs"]]}
+                          "infoenh_settings": results[a]["config"].get("infoenh_settings"),
+                          "runs": [{k: r.get(k) for k in _RUN_KEYS if k in r} for r in results[a]["runs"]]}
     for a in arms:
-        refs = [] if a == "baseline" else ["baseline"] + ([_MATCHED[a]] if a in _MATCHED else [])
-        for ref in refs:
-            doc["comparisons"][f"{a} vs {ref}"] = _compare(results[ref]["runs"], results[a]["runs"], metrics,
-                                                           seed=0, n_boot=n_boot)
+        for ref in references(a):
+            doc["comparisons"][f"{a} vs {ref}"] = {
+                "arm": a, "reference": ref, "isolates": isolates(a, ref),
+                **_compare(results[ref]["runs"], results[a]["runs"], metrics, seed=0, n_boot=n_boot)}
     write_json(doc, out / "ablation.json")
     (out / "ablation.md").write_text(format_markdown(doc))
     return doc
@@ -151,18 +125,55 @@ def format_markdown(doc: Dict[str, Any]) -> str:
     for a in arms:
         s = doc["arms"][a]["summary"]
         cells = [f"{_num(s[k]['mean'], _scale(k))} ± {_num(s[k]['std'], _scale(k))}" for k in metrics]
-        lines.append(f"| {doc['arms'][a]['label']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {a}: {doc['arms'][a]['label']} | " + " | ".join(cells) + " |")
     lines += ["", "Paired differences (arm − reference, same seeds): mean [95% bootstrap CI], paired t-test p. "
               "With few seeds both are rough.", "",
               "| comparison | " + " | ".join(_title(k) for k in metrics) + " |",
               "|---|" + "---|" * len(metrics)]
     for name, comp in doc["comparisons"].items():
-        a, ref = name.split(" vs ")
+        a, ref = comp.get("arm") or name.split(" vs ")[0], comp.get("reference") or name.split(" vs ")[1]
         cells = []
         for k in metrics:
             c, sc = comp[k], _scale(k)
             p = "n/a" if c["p"] is None else f"{c['p']:.3f}"
             cells.append(f"{_num(c['mean_diff'], sc, True)} [{_num(c['ci_low'], sc, True)}, "
                          f"{_num(c['ci_high'], sc, True)}] p={p}")
-        lines.append(f"| {doc['arms'][a]['label']} vs {doc['arms'][ref]['label']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {a} vs {ref} | " + " | ".join(cells) + " |")
+    lines += _diagnostics_table(doc)
+    lines += ["", "What each comparison isolates:", ""]
+    lines += [f"- **{name}**: {comp.get('isolates', '')}" for name, comp in doc["comparisons"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _mean(values) -> Optional[float]:
+    v = [float(x) for x in values if x is not None]
+    return sum(v) / len(v) if v else None
+
+
+def arm_diagnostics(arm_doc: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """Mean over an arm's seeds of what its runs recorded: FIB's kept fraction (averaged over the
+    modalities), the fraction of OT problems that converged, wall time and peak memory."""
+    runs = arm_doc["runs"]
+    diags = [r.get("diagnostics") or {} for r in runs]
+    kept = [_mean([v for k, v in d.items() if k.startswith("kept_frac_")]) for d in diags]
+    return {"kept_frac": _mean(kept), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
+            "wall_seconds": _mean([r.get("wall_seconds") for r in runs]),
+            "peak_memory_bytes": _mean([r.get("peak_memory_bytes") for r in runs])}
+
+
+def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:
+    rows = {a: arm_diagnostics(doc["arms"][a]) for a in doc["config"]["arms"]}
+    if all(v is None for d in rows.values() for v in d.values()):
+        return []
+    f = lambda v, fmt: "–" if v is None else format(v, fmt)  # noqa: E731
+    kinds = {r.get("peak_memory_kind") for a in rows for r in doc["arms"][a]["runs"]}
+    memory = ("peak CUDA memory of a run" if kinds == {"cuda_max_allocated"}
+              else "the process's peak resident memory so far (CPU: it only grows from arm to arm)")
+    lines = ["", "Per arm, mean over seeds (training batches of the whole run): FIB's kept fraction, share of OT "
+             f"problems converged, wall time per run, and {memory}.", "",
+             "| arm | kept fraction | OT converged | wall s | peak MiB |", "|---|---|---|---|---|"]
+    for a, d in rows.items():
+        mib = None if d["peak_memory_bytes"] is None else d["peak_memory_bytes"] / 2 ** 20
+        lines.append(f"| {a} | {f(d['kept_frac'], '.3f')} | {f(d['ot_converged_frac'], '.3f')} | "
+                     f"{f(d['wall_seconds'], '.1f')} | {f(mib, '.0f')} |")
+    return lines

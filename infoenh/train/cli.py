@@ -8,6 +8,12 @@
 validation loss, mean and std over seeds, the configuration) and prints a table. ``ablate``
 writes ``OUT/ablation.json`` and ``OUT/ablation.md``. Re-running a command with the same
 ``--out`` resumes unfinished seeds from their checkpoints and reuses finished ones.
+
+For selfmm and misa the training loop is MMSA's unless a flag says otherwise: no epoch cap (until
+early stopping), the batches after an epoch's last full accumulation window never stepped
+(``--accum-tail``), MISA clipping after every backward (``--clip-at``), selection on the mean of
+the batch-mean validation losses rounded to 4 decimals (``--valid-loss``), MISA reading audio and
+vision up to the text's length (``--misa-lengths``).
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import argparse
 
 from .._validate import MODALITIES
 from ..models.registry import MODELS, TRAIN_DEFAULTS
+from .config import ACCUM_TAILS, CLIP_AT, VALID_LOSSES
 
 
 _RESUME = ("re-run the same command to resume: every seed continues from its last finished epoch (checkpoints "
@@ -26,7 +33,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, choices=sorted(MODELS), help="host model: lf (late fusion), selfmm, misa")
     p.add_argument("--out", required=True, help="output directory (results, checkpoints, logs)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 1111 1112 1113 1114 1115)")
-    p.add_argument("--epochs", type=int, default=None, help="most epochs per run (default: the host's, 40)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="most epochs per run (default: selfmm and misa no cap, they run until early stopping as "
+                        "MMSA does; lf 40)")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience in epochs (default 8, MMSA)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="batch size (default: the host's, " + ", ".join(f"{k} {v['batch_size']}" for k, v in
@@ -50,13 +59,41 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bert-lr", type=float, default=None, help="BERT's learning rate (default: the host's; Self-MM 5e-5)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's; 1 is fastest for small models on a busy machine)")
+    t = p.add_argument_group("training loop (default: MMSA's for selfmm and misa)")
+    t.add_argument("--accum-tail", choices=ACCUM_TAILS, default=None,
+                   help="the batches after an epoch's last full --accum-steps window: drop (run, never stepped, as "
+                        "MMSA; selfmm/misa default) or step (one shorter step at the end; lf default)")
+    t.add_argument("--clip-at", choices=CLIP_AT, default=None,
+                   help="where --grad-clip clips: backward (after every backward, the accumulated gradient, as "
+                        "MMSA's MISA; misa default) or step (once before each step; lf and selfmm default)")
+    t.add_argument("--valid-loss", choices=VALID_LOSSES, default=None,
+                   help="the validation loss that selects the epoch: mmsa (mean of batch means rounded to 4 "
+                        "decimals, as MMSA; default), batch_mean (unrounded) or sample_mean (per-sample mean)")
+    t.add_argument("--misa-lengths", choices=("text", "own"), default=None,
+                   help="--model misa only: read audio and vision up to the text's length (text, MMSA's packing, "
+                        "default) or with their own masks (own)")
+    t.add_argument("--selfmm-heads", choices=("unimodal", "enhanced"), default=None,
+                   help="--model selfmm only, with InfoEnh: the unimodal heads read each modality's own filtered "
+                        "rows (unimodal, default) or the pooled enhanced sequence (enhanced)")
     g = p.add_argument_group("InfoEnh")
     g.add_argument("--k", type=int, default=None, help="time steps kept by top-k pooling (InfoEnh default 16)")
     g.add_argument("--d", type=int, default=None, help="InfoEnh width d (default 128)")
     g.add_argument("--reg", type=float, default=None, help="entropic regularisation of the OT (default 0.1)")
     g.add_argument("--alpha", type=float, default=None, help="weight of the InfoNCE terms (paper: 0.5)")
     g.add_argument("--fia-mode", choices=("token", "feature"), default=None, help="what FIA transports (default token)")
-    g.add_argument("--ot-iters", type=int, default=None, help="Sinkhorn iteration cap (default 50)")
+    g.add_argument("--ot-iters", type=int, default=None, help="Sinkhorn iteration cap (default: InfoEnh's, 100)")
+    g.add_argument("--ot-tol", type=float, default=None,
+                   help="threshold of Sinkhorn's stopping rule, > 0 (default: 1e-6 for --ot-stop marginal, 0.01 for "
+                        "scaling)")
+    g.add_argument("--ot-stop", choices=("marginal", "scaling"), default=None,
+                   help="Sinkhorn's stopping rule: marginal (POT's marginal error, default) or scaling (the "
+                        "paper's mean change of the scaling vector)")
+    g.add_argument("--infonce-reduction", choices=("mean", "sum"), default=None,
+                   help="InfoNCE over a batch's anchors: mean (default; alpha means the same at any batch size) "
+                        "or sum (eq. 5 literally)")
+    g.add_argument("--straight-through", action="store_true",
+                   help="beyond the paper: back-propagate through FIB's hard mask as if it were the gate "
+                        "(straight-through estimator; default off)")
     s = p.add_argument_group("synthetic data")
     s.add_argument("--synthetic-scale", choices=("ci", "small", "mosi"), default=None,
                    help="testbed size: ci (tiny), small (CPU default), mosi (MOSI's sizes/shapes, GPU default)")
@@ -66,18 +103,41 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
+# flag (argparse dest) -> InfoEnh keyword; a key is set only when its flag is given, so a run
+# without the flag keeps the fingerprint it had before the flag existed
+_IE_FLAGS = ("k", "d", "reg", "alpha", "fia_mode", "ot_iters", "ot_tol", "ot_stop", "infonce_reduction")
+# flag -> (host keyword, the host it belongs to)
+_HOST_FLAGS = {"misa_lengths": ("lengths", "misa"), "selfmm_heads": ("heads", "selfmm")}
+
+
+def _model_kwargs(args) -> dict:
+    """Host keywords from ``--misa-lengths`` / ``--selfmm-heads``; each only with its host."""
+    out = {}
+    for flag, (key, host) in _HOST_FLAGS.items():
+        v = getattr(args, flag, None)
+        if v is None:
+            continue
+        if args.model != host:
+            name = "--" + flag.replace("_", "-")
+            raise ValueError(f"{name} applies to --model {host} only (this run is --model {args.model}); drop {name}")
+        out[key] = v
+    return out
+
+
 def _config(args, infoenh: str):
     from .config import TrainConfig
 
-    ie = {k: getattr(args, a) for k, a in (("k", "k"), ("d", "d"), ("reg", "reg"), ("alpha", "alpha"),
-                                             ("fia_mode", "fia_mode"), ("ot_iters", "ot_iters"))
-          if getattr(args, a) is not None}
+    ie = {k: getattr(args, k) for k in _IE_FLAGS if getattr(args, k) is not None}
+    if args.straight_through:
+        ie["straight_through"] = True
     return TrainConfig(model=args.model, infoenh=infoenh, modalities=tuple(args.modalities or MODALITIES),
                        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
-                       grad_clip=args.grad_clip, lr_schedule=args.lr_schedule, device=args.device,
+                       grad_clip=args.grad_clip, accum_tail=args.accum_tail, clip_at=args.clip_at,
+                       valid_loss=args.valid_loss, lr_schedule=args.lr_schedule, device=args.device,
                        amp=not args.no_amp, precision=args.precision,
-                       text=args.text, bert=args.bert, bert_lr=args.bert_lr, infoenh_kwargs=ie, quiet=args.quiet)
+                       text=args.text, bert=args.bert, bert_lr=args.bert_lr, infoenh_kwargs=ie,
+                       model_kwargs=_model_kwargs(args), quiet=args.quiet)
 
 
 def _threads(args) -> None:
@@ -98,7 +158,8 @@ def cmd_train(args) -> int:
     from .runner import load_data, train_seeds
 
     _threads(args)
-    variant = "none" if args.no_infoenh else "no_fib" if args.no_fib else "no_fia" if args.no_fia else "full"
+    variant = ("none" if args.no_infoenh else "plumbing" if args.plumbing else "no_fib" if args.no_fib
+               else "no_fia" if args.no_fia else "full")
     cfg = _config(args, variant).resolved()
     ds, info = load_data(args.data, scale=args.synthetic_scale, synthetic_seed=args.synthetic_seed)
     doc = train_seeds(ds, cfg, args.seeds, args.out, data_info=info, fresh=args.fresh, log=_log(args))
@@ -136,11 +197,16 @@ def add_parser(subparsers) -> None:
     sw.add_argument("--no-infoenh", action="store_true", help="the host alone")
     sw.add_argument("--no-fib", action="store_true", help="InfoEnh without FIB (no gate, no InfoNCE): FIA only")
     sw.add_argument("--no-fia", action="store_true", help="InfoEnh without FIA: FIB only")
+    sw.add_argument("--plumbing", action="store_true",
+                    help="InfoEnh's plumbing alone (projection, top-k, gPool, attention pooling; gate open, no "
+                         "InfoNCE, no FIA): the control the ablations compare FIB and FIA with")
     p.set_defaults(func=cmd_train, resume_hint=_RESUME)
 
     a = subparsers.add_parser("ablate", help="run the paper's ablation arms over the same seeds and compare them",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(a)
-    a.add_argument("--arms", nargs="+", choices=list(ARMS), default=None, help="arms to run (default: all)")
+    a.add_argument("--arms", nargs="+", choices=list(ARMS), default=None, metavar="ARM",
+                   help="arms to run (default: all; each also runs the arms it is compared with): "
+                        + "; ".join(f"{k} = {v['label']}" for k, v in ARMS.items()))
     a.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples for the CI")
     a.set_defaults(func=cmd_ablate, resume_hint=_RESUME)

@@ -12,6 +12,12 @@ from ..models.registry import MODELS, TRAIN_DEFAULTS, VARIANTS
 
 CLIP_MODES = ("norm", "value")
 PRECISIONS = ("auto", "bf16", "fp32")
+ACCUM_TAILS = ("drop", "step")
+CLIP_AT = ("backward", "step")
+VALID_LOSSES = ("mmsa", "batch_mean", "sample_mean")
+# the training-loop switches: field -> (CLI flag, choices); None in TrainConfig = the host's default
+LOOP_SWITCHES = {"accum_tail": ("--accum-tail", ACCUM_TAILS), "clip_at": ("--clip-at", CLIP_AT),
+                 "valid_loss": ("--valid-loss", VALID_LOSSES)}
 
 
 @dataclass
@@ -21,9 +27,21 @@ class TrainConfig:
 
     model: "lf", "selfmm" or "misa".  infoenh: "full", "none", "no_fib" or "no_fia" (see
     :func:`infoenh.models.infoenh_config`).  modalities: the modalities the model is built on.
-    epochs: the most epochs to run; patience: early stopping (epochs without a better validation
-    loss).  accum_steps: batches per optimiser step.  lr: overrides every parameter group's rate.
+    epochs: the most epochs to run; after :meth:`resolved`, ``None`` means no cap (run until early
+    stopping, MMSA's ``while True``: the default of selfmm and misa; lf's default is 40).
+    patience: early stopping (epochs without a better validation loss).  accum_steps: batches per
+    optimiser step.  lr: overrides every parameter group's rate.
     grad_clip: max norm (or value, ``grad_clip_mode="value"``); 0 turns clipping off.
+
+    The training loop's switches (MMSA's behaviour is the default of selfmm and misa):
+    accum_tail: "drop" (MMSA: the batches after the last full accumulation window of an epoch run
+    forward and backward but their gradient is never stepped; the next epoch's ``zero_grad``
+    discards it) or "step" (one more, shorter, step at the end of the epoch; lf's default).
+    clip_at: "backward" (clip after every ``backward``, on the accumulated gradient: MMSA's MISA)
+    or "step" (once, before each optimiser step; lf's default; selfmm does not clip).
+    valid_loss: what selects the epoch: "mmsa" (mean over batches of the batch-mean task loss,
+    rounded to 4 decimals, as MMSA; every host's default), "batch_mean" (the same, unrounded) or
+    "sample_mean" (the mean over samples; differs when the last batch is short).
     lr_schedule: "none" or "plateau" (ReduceLROnPlateau on validation loss, factor 0.5, patience 3).
     device: "cpu", "cuda" or None (CUDA when available).
     precision: "auto" (bf16 autocast on CUDA, float32 on the CPU), "bf16" (bf16 autocast on any
@@ -48,6 +66,9 @@ class TrainConfig:
     weight_decay: Optional[float] = None
     grad_clip: Optional[float] = None
     grad_clip_mode: Optional[str] = None
+    accum_tail: Optional[str] = None
+    clip_at: Optional[str] = None
+    valid_loss: Optional[str] = None
     lr_schedule: str = "none"
     device: Optional[str] = None
     amp: bool = True
@@ -81,11 +102,18 @@ class TrainConfig:
             accum_steps=self.accum_steps if self.accum_steps is not None else d["accum_steps"],
             grad_clip=self.grad_clip if self.grad_clip is not None else d["grad_clip"],
             grad_clip_mode=self.grad_clip_mode if self.grad_clip_mode is not None else d["grad_clip_mode"],
+            **{k: getattr(self, k) if getattr(self, k) is not None else d[k] for k in LOOP_SWITCHES},
         )
         for name in ("epochs", "patience", "batch_size", "accum_steps"):
             v = getattr(out, name)
+            if name == "epochs" and v is None:
+                continue                                   # no cap: until early stopping (MMSA)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+                raise ValueError(f"--{name.replace('_', '-')} ({name}) must be an integer >= 1, got {v!r}")
+        for name, (flag, choices) in LOOP_SWITCHES.items():
+            if getattr(out, name) not in choices:
+                raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {getattr(out, name)!r}")
+        _check_model_kwargs(out)
         _check_numbers(out)
         if out.grad_clip is not None and out.grad_clip <= 0:
             out = dataclasses.replace(out, grad_clip=None)
@@ -144,6 +172,19 @@ _IE_RANGES = {
     "k": (lambda v: float(v).is_integer() and v >= 1, "an integer >= 1"),
     "d": (lambda v: float(v).is_integer() and v >= 1, "an integer >= 1"),
     "ot_iters": (lambda v: float(v).is_integer() and v >= 1, "an integer >= 1"),
+    "ot_tol": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+}
+# InfoEnh options with a fixed set of values: name -> (CLI flag, choices)
+_IE_CHOICES = {
+    "infonce_reduction": ("--infonce-reduction", ("mean", "sum")),
+    "ot_stop": ("--ot-stop", ("marginal", "scaling")),
+    "fia_mode": ("--fia-mode", ("token", "feature")),
+    "straight_through": ("--straight-through", (True, False)),
+}
+# host options the CLI exposes: model_kwargs key -> (CLI flag, the host it belongs to, choices)
+_MODEL_CHOICES = {
+    "lengths": ("--misa-lengths", "misa", ("text", "own")),
+    "heads": ("--selfmm-heads", "selfmm", ("unimodal", "enhanced")),
 }
 _FIA_VARIANTS = ("full", "no_fib", "fia_only")
 
@@ -166,10 +207,26 @@ def _check_numbers(c: "TrainConfig") -> None:
             ok, rng = _IE_RANGES[name]
             if not _number(v) or not ok(v):
                 raise ValueError(f"--{name.replace('_', '-')} must be {rng}, got {v!r}")
+        if name in _IE_CHOICES and v is not None:
+            flag, choices = _IE_CHOICES[name]
+            if not any(v is x or (isinstance(x, str) and v == x) for x in choices):
+                raise ValueError(f"{flag} must be one of {', '.join(map(str, choices))}, got {v!r}")
     if c.infoenh in _FIA_VARIANTS and len(c.modalities) < 2:
         raise ValueError(f"FIA aligns pairs of modalities and needs at least two; with --modalities "
                          f"{' '.join(c.modalities)} add --no-fia (InfoEnh without FIA) or --no-infoenh (the host "
                          "alone)")
+
+
+def _check_model_kwargs(c: "TrainConfig") -> None:
+    """Host options given to the right host, with a valid value (each names its CLI flag)."""
+    for name, v in (c.model_kwargs or {}).items():
+        if name not in _MODEL_CHOICES:
+            continue
+        flag, host, choices = _MODEL_CHOICES[name]
+        if c.model != host:
+            raise ValueError(f"{flag} applies to --model {host} only (this run is --model {c.model}); drop {flag}")
+        if v not in choices:
+            raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {v!r}")
 
 
 def seeds_list(seeds: Optional[Sequence[int]]) -> list:

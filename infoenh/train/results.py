@@ -2,9 +2,13 @@
 
 ``results.json``::
 
-    {"runs": [{"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float}, ...}],
+    {"runs": [{"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float},
+               "precision", "device", "wall_seconds", "peak_memory_bytes", "optimizer_steps",
+               "diagnostics": {"kept_frac_<m>", "ot_converged_frac", ...}, "protocol": {...}, ...}],
      "summary": {"test": {metric: {"mean", "std"}}, "valid": {...}},
-     "config": {...},          # includes "data" and "dataset" (says SYNTHETIC for the testbed)
+     "config": {"host", "arm", every TrainConfig option, "infoenh_settings": {every InfoEnh switch,
+                the InfoNCE reduction, Sinkhorn's iterations and stopping rule, ...}, "data",
+                "dataset" (says SYNTHETIC for the testbed), ...},
      "dataset": "..."}
 
 Metric keys are those of :func:`infoenh.metrics.msa_metrics`. ``std`` is the sample standard
@@ -56,7 +60,8 @@ def _fmt(v: float, scale: float) -> str:
 def format_table(doc: Dict[str, Any], split: str = "test") -> str:
     """A plain-text table: one row per seed, then mean ± std."""
     cfg = doc.get("config", {})
-    title = (f"{cfg.get('model', '?')} | InfoEnh: {cfg.get('infoenh', '?')} | modalities: "
+    arm = f" | arm: {cfg['arm']}" if cfg.get("arm") else ""
+    title = (f"{cfg.get('model', '?')}{arm} | InfoEnh: {cfg.get('infoenh', '?')} | modalities: "
              f"{'+'.join(cfg.get('modalities', []))} | data: {cfg.get('dataset', '?')}")
     first = doc["runs"][0]
     if "text" in first or "precision" in first:

@@ -94,10 +94,33 @@ def _done(run_dir: Path, cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
     return r
 
 
+def infoenh_settings(cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
+    """Every switch and number of the InfoEnh module ``cfg`` builds (defaults filled in), or None
+    without InfoEnh. Builds the module alone on the encoders' widths (cheap: no host, no BERT)."""
+    from ..models.registry import infoenh_config
+
+    kw = infoenh_config(cfg.infoenh, **(cfg.infoenh_kwargs or {}))
+    if kw is None:
+        return None
+    from ..module import InfoEnh
+
+    mods = tuple(cfg.modalities)
+    probe = InfoEnh({m: 1 for m in mods}, **{k: v for k, v in kw.items() if k != "in_dims"})
+    return probe.settings()
+
+
 def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *, data_info: Optional[Dict] = None,
                 fresh: bool = False, log: Optional[Callable[[str], None]] = None,
-                fit_kwargs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Train ``cfg`` once per seed; write and return the ``results.json`` document."""
+                fit_kwargs: Optional[Dict[str, Any]] = None, arm: Optional[str] = None) -> Dict[str, Any]:
+    """Train ``cfg`` once per seed; write and return the ``results.json`` document.
+
+    Its ``config`` names the host, the arm (``arm``, else the one the InfoEnh variant and the
+    modalities correspond to, :func:`infoenh.train.arms.arm_of`), every option, and InfoEnh's
+    resolved settings (every switch and number, defaults filled in: InfoNCE reduction, Sinkhorn
+    iterations and stopping rule, ...); each run adds its precision, device, wall time, peak memory
+    and InfoEnh's diagnostics (kept fraction, OT convergence)."""
+    from .arms import arm_of
+
     seeds = seeds_list(seeds)
     out = Path(out_dir)
     resolved = cfg.resolved()
@@ -105,7 +128,9 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
         remove_leftovers(out)
         data_info = dict(data_info or {"data": "in-memory", "dataset": "SYNTHETIC" if getattr(ds, "synthetic", False)
                                        else "in-memory data", "synthetic": bool(getattr(ds, "synthetic", False))})
-        config = {**{k: v for k, v in resolved.to_dict().items() if k not in ("seed", "quiet")},
+        config = {"host": resolved.model, "arm": arm or arm_of(resolved.infoenh, resolved.modalities),
+                  **{k: v for k, v in resolved.to_dict().items() if k not in ("seed", "quiet")},
+                  "infoenh_settings": infoenh_settings(resolved, ds),
                   "seeds": seeds, **data_info,
                   "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
                   "std": "sample standard deviation over seeds (ddof=1)"}

@@ -7,6 +7,14 @@ lowest validation task loss (improvement > 1e-6, MMSA's rule) is kept; early sto
 ``patience`` epochs without improvement. Valid metrics are those of the selected epoch; ``test``
 is evaluated once, at the end, with the selected weights: nothing ever reads it before.
 
+The default loop is MMSA's (``trains/singleTask/MISA.py``, ``trains/multiTask/SELF_MM.py``), each
+difference a switch of :class:`~infoenh.train.config.TrainConfig` whose default for selfmm and misa
+is MMSA's: the gradient of ``accum_steps`` batches is summed and stepped; the batches after an
+epoch's last full window are never stepped (``accum_tail="drop"``); MISA clips the accumulated
+gradient by value after every ``backward`` (``clip_at="backward"``); the validation loss is the
+mean of the batch means rounded to 4 decimals (``valid_loss="mmsa"``), selection and early stopping
+read that rounded value; there is no epoch cap (``epochs=None``).
+
 A run folder is written by one process at a time (:mod:`infoenh.train.lock`), and a checkpoint
 is resumed only when its fingerprint (options, data content, code: :mod:`infoenh.train.fingerprint`)
 matches; ``log.jsonl`` is rewritten from the checkpoint's history after every save.
@@ -18,6 +26,7 @@ continues where a killed run stopped and ends with the same result (bit for bit 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -32,7 +41,7 @@ from torch.utils.data import DataLoader
 
 from ..models import HostModel, build_model
 from .checkpoint import load_checkpoint, remove_leftovers, save_checkpoint, write_json, write_jsonl
-from .config import TrainConfig
+from .config import VALID_LOSSES, TrainConfig
 from .fingerprint import fingerprint_hash, mismatch_error
 from .fingerprint import run_fingerprint as _run_fingerprint
 from .lock import folder_lock
@@ -122,52 +131,115 @@ def _metrics(pred: np.ndarray, true: np.ndarray) -> Dict[str, float]:
     return {k: float(v) for k, v in msa_metrics(pred, true).items()}
 
 
+def selection_loss(batch_means: list, sample_mean: float, how: str) -> float:
+    """The validation loss model selection reads (``TrainConfig.valid_loss``).
+
+    ``batch_means``: each batch's mean task loss (Python floats, the batches' order);
+    ``sample_mean``: the mean over samples. ``"mmsa"``: ``round(sum(batch_means) / n_batches, 4)``,
+    summed left to right as MMSA's ``eval_loss += loss.item()``; ``"batch_mean"``: the same,
+    unrounded; ``"sample_mean"``: ``sample_mean``."""
+    if how not in VALID_LOSSES:
+        raise ValueError(f"--valid-loss must be one of {', '.join(VALID_LOSSES)}, got {how!r}")
+    if how == "sample_mean":
+        return sample_mean
+    total = 0.0
+    for v in batch_means:
+        total += v
+    mean = total / len(batch_means)
+    return round(mean, 4) if how == "mmsa" else mean
+
+
 @torch.no_grad()
-def evaluate(model: HostModel, loader: DataLoader, device: torch.device, amp: bool = True) -> Dict[str, Any]:
-    """Predict a whole split. Returns ``{"loss": mean per-sample task loss, "metrics": {...},
-    "pred": [N] array, "true": [N] array}``."""
+def evaluate(model: HostModel, loader: DataLoader, device: torch.device, amp: bool = True,
+             valid_loss: str = "mmsa") -> Dict[str, Any]:
+    """Predict a whole split. Returns ``{"loss": the loss of ``valid_loss`` (see
+    :func:`selection_loss`), "loss_batch_mean": mean of the batch means (unrounded),
+    "loss_sample_mean": mean per-sample task loss, "metrics": {...}, "pred": [N] array,
+    "true": [N] array}``. Predictions and per-sample losses are float32 whatever autocast does;
+    the means are taken in float64 on the host."""
     model.eval()
-    preds, trues, losses = [], [], []
+    preds, trues, losses, batch_means = [], [], [], []
     for batch in loader:
         b = to_device(batch, device)
         with autocast_for(device, amp):
             out = model(b)
         pred = out.pred.float()
         y = b["label"].reshape(-1).float()
-        losses.append(model.eval_loss(pred, y).float())
+        per = model.eval_loss(pred, y).float()                   # [B]
+        losses.append(per)
+        batch_means.append(per.mean())                           # the criterion's batch mean, float32
         preds.append(pred)
         trues.append(y)
     if not preds:
         raise ValueError("evaluate got a split with no batches")
     pred = torch.cat(preds).cpu().numpy().astype(np.float64)
     true = torch.cat(trues).cpu().numpy().astype(np.float64)
-    loss = float(torch.cat(losses).mean())
+    means = torch.stack(batch_means).cpu().tolist()                # float32 values as Python floats
+    sample_mean = float(torch.cat(losses).double().mean())
     if not np.isfinite(pred).all():
         raise TrainingDiverged(f"the model predicts NaN/inf on the {getattr(loader.dataset, 'split', '')} split: "
                                "training diverged; lower --lr or enable clipping (--grad-clip)")
-    return {"loss": loss, "metrics": _metrics(pred, true), "pred": pred, "true": true}
+    return {"loss": selection_loss(means, sample_mean, valid_loss),
+            "loss_batch_mean": selection_loss(means, sample_mean, "batch_mean"), "loss_sample_mean": sample_mean,
+            "metrics": _metrics(pred, true), "pred": pred, "true": true}
 
 
-def _clip(model: torch.nn.Module, cfg: TrainConfig) -> None:
+def _norm_and_clip(model: torch.nn.Module, cfg: TrainConfig) -> torch.Tensor:
+    """Clip the gradients as ``cfg`` says (none, by norm or by value) and return their total
+    2-norm before clipping (a 0-dim tensor, inf/NaN when a gradient is). By norm, the norm that
+    ``clip_grad_norm_`` computes is the one returned (it is not computed twice)."""
     if cfg.grad_clip is None:
-        return
+        return _grad_norm(model)
     params = [p for p in model.parameters() if p.grad is not None]
-    if cfg.grad_clip_mode == "value":
-        torch.nn.utils.clip_grad_value_(params, cfg.grad_clip)
-    else:
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    if not params:
+        return torch.zeros(())
+    if cfg.grad_clip_mode == "norm":
+        return torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    norm = _grad_norm(model)
+    torch.nn.utils.clip_grad_value_(params, cfg.grad_clip)
+    return norm
+
+
+def _sticky(seen: Optional[torch.Tensor], norm: torch.Tensor) -> torch.Tensor:
+    """The latest norm, unless an earlier one of the same window was not finite (that one is kept):
+    a device tensor, read once at the step."""
+    return norm if seen is None else torch.where(torch.isfinite(seen), norm, seen)
+
+
+def _forward_loss(model, b, epoch, device, cfg, step, i):
+    """Forward and training loss of batch ``i`` under autocast: ``(out, loss 0-dim, parts)``;
+    a ValueError raised with non-finite weights is reported as divergence."""
+    try:
+        with autocast_for(device, cfg.autocast):
+            out = model(b)
+            loss, parts = model.training_loss(out, b, epoch)
+    except ValueError:
+        # InfoEnh checks its inputs (the encoders' outputs): NaN there after data that passed
+        # its checks means the weights diverged, not that the data is bad
+        if not _params_finite(model):
+            raise diverged(epoch, step, i + 1, "the weights became NaN/inf") from None
+        raise
+    return out, loss, parts
 
 
 def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
                     epoch: int, device: torch.device, desc: str = "") -> Dict[str, float]:
-    """One pass over ``train``: forward, host loss (+ InfoEnh's), backward, host hook (Self-MM's
-    label update), and an optimiser step every ``accum_steps`` batches (and after the last one;
-    like MMSA, accumulated losses are summed, not averaged). Returns mean loss parts and mean
-    InfoEnh diagnostics (``diag_<name>``). Loss parts and diagnostics are summed as device
+    """One pass over ``train``, MMSA's loop: gradients zeroed at the start of the epoch and after
+    each step; per batch forward, host loss (+ InfoEnh's), backward, (``clip_at="backward"``:
+    clip the accumulated gradient), host hook (Self-MM's label update); an optimiser step after
+    every ``accum_steps`` batches (accumulated losses are summed, not averaged, as MMSA). The
+    ``n % accum_steps`` batches after the last full window: ``accum_tail="drop"`` runs them
+    (forward, backward, hook) but never steps on their gradient, which the next epoch's zeroing
+    discards (MMSA); ``"step"`` steps on them at the end of the epoch.
+    ``clip_at="step"`` clips once before each step.
+
+    Returns mean loss parts, mean InfoEnh diagnostics (``diag_<name>``, means over the epoch's
+    batches) and ``optimizer_steps`` (int). Loss parts and diagnostics are summed as device
     tensors and read once at the end of the epoch; the running loss shown on the progress bar
-    (and checked for NaN) is read every batch on the CPU, every 10 batches on CUDA. Before each
-    optimiser step the total gradient norm is checked (one small host read per step): a NaN/inf
-    gradient raises :class:`TrainingDiverged` before it reaches the weights."""
+    (and checked for NaN) is read every batch on the CPU, every 10 batches on CUDA. At each
+    optimiser step the total gradient norm (before clipping; with ``clip_at="backward"`` every
+    norm since the last step) is checked with one small host read: a NaN/inf gradient raises
+    :class:`TrainingDiverged` before it reaches the weights."""
     from tqdm import tqdm  # plain text bar: works in terminals and notebooks without ipywidgets
 
     model.train()
@@ -178,31 +250,25 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
     diag_sums: Dict[str, torch.Tensor] = {}   # kept as tensors: read once per epoch, no sync per step
     running = None
     check_every = 1 if device.type == "cpu" else 10
+    clip_each_backward = cfg.clip_at == "backward" and cfg.grad_clip is not None
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=desc, leave=False, disable=cfg.quiet, dynamic_ncols=True, file=sys.stderr)
-    step = 0
+    step, window_norm = 0, None
     for i, batch in enumerate(bar):
         b = to_device(batch, device)
-        try:
-            with autocast_for(device, cfg.autocast):
-                out = model(b)
-                loss, parts = model.training_loss(out, b, epoch)
-        except ValueError:
-            # InfoEnh checks its inputs (the encoders' outputs): NaN there after data that passed
-            # its checks means the weights diverged, not that the data is bad
-            if not _params_finite(model):
-                raise diverged(epoch, step, i + 1, "the weights became NaN/inf") from None
-            raise
+        out, loss, parts = _forward_loss(model, b, epoch, device, cfg, step, i)
         loss.backward()
+        if clip_each_backward:
+            window_norm = _sticky(window_norm, _norm_and_clip(model, cfg))
         model.after_backward(out, b, epoch)
-        if (i + 1) % cfg.accum_steps == 0 or i + 1 == n:
+        if (i + 1) % cfg.accum_steps == 0 or (cfg.accum_tail == "step" and i + 1 == n):
             step += 1
-            gnorm = _grad_norm(model)
+            gnorm = window_norm if clip_each_backward else _norm_and_clip(model, cfg)
             if not bool(torch.isfinite(gnorm)):
                 raise diverged(epoch, step, i + 1, f"loss {float(loss.detach()):.4g}, gradient norm {float(gnorm)}")
-            _clip(model, cfg)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            window_norm = None
         parts = {"loss": loss.detach(), **parts}
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v.detach().float()
@@ -215,8 +281,9 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
                 raise diverged(epoch, step, i + 1, f"loss {running}")
             bar.set_postfix(loss=f"{running:.4f}", refresh=False)
     bar.close()
-    res = {k: float(v) / n for k, v in sums.items()}
+    res: Dict[str, Any] = {k: float(v) / n for k, v in sums.items()}
     res.update({f"diag_{k}": float(v) / n for k, v in diag_sums.items()})
+    res["optimizer_steps"] = step
     return res
 
 
@@ -277,7 +344,8 @@ def _scheduler(cfg: TrainConfig, optimizer):
 def _log_line(seed: int, epoch: int, cfg: TrainConfig, tr: Dict[str, float], va: Dict[str, Any],
               best_epoch: int, bad: int, secs: float) -> str:
     m = va["metrics"]
-    return (f"[seed {seed}] epoch {epoch:3d}/{cfg.epochs}  train {tr['loss']:.4f}  valid loss {va['loss']:.4f}  "
+    cap = "" if cfg.epochs is None else f"/{cfg.epochs}"          # no cap: "epoch   3"
+    return (f"[seed {seed}] epoch {epoch:3d}{cap}  train {tr['loss']:.4f}  valid loss {va['loss']:.4f}  "
             f"MAE {m.get('MAE', float('nan')):.4f}  Corr {m.get('Corr', float('nan')):.4f}  "
             f"Acc-2 {m.get('Non0_acc_2', float('nan')):.4f}  best {best_epoch} ({bad}/{cfg.patience})  {secs:.1f}s")
 
@@ -289,7 +357,23 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     """Train one seed and return its result::
 
         {"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float},
-         "valid_loss", "test_loss", "epochs_run", "stopped_early", "train_seconds", "history"}
+         "valid_loss", "test_loss", "epochs_run", "stopped_early", "train_seconds", "history",
+         "wall_seconds", "peak_memory_bytes", "peak_memory_kind", "protocol", "optimizer_steps",
+         "diagnostics", "diagnostics_selected_epoch", ...}
+
+    ``valid_loss``: the selection value of the selected epoch (``cfg.valid_loss``: rounded to 4
+    decimals by default, as MMSA); ``test_loss`` is the same measure on ``test``.
+    ``stopped_early``: stopped by patience (not by the epoch cap). ``wall_seconds``: this call,
+    evaluation included (``train_seconds`` adds up the epochs over resumes).
+    ``peak_memory_bytes``: CUDA, ``torch.cuda.max_memory_allocated`` since the start of this call
+    (``peak_memory_kind="cuda_max_allocated"``); CPU, the process's peak resident size
+    (``"cpu_maxrss_process"``: the whole process's peak so far, not this run's alone).
+    ``protocol``: the training loop's settings (:func:`protocol`). ``optimizer_steps``: steps
+    taken over all epochs. ``diagnostics``: InfoEnh's training diagnostics (``kept_frac_<m>``,
+    ``ot_converged_frac``, ``ot_iters_mean``, ``no_negative``, ``infonce_<m>``, ...) averaged over
+    every training batch of the run: the mean over epochs of the epoch means, which is the batch
+    mean since every epoch has the same batches; ``diagnostics_selected_epoch``: the selected
+    epoch's means. Both are ``{}`` without InfoEnh.
 
     ``run_dir``: where the checkpoint, ``log.jsonl`` and ``run.json`` go (None: nothing written,
     no resume). ``resume``: continue from ``run_dir/checkpoint.pt`` when its configuration matches.
@@ -299,23 +383,74 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``return_model``: return ``(result, model)``, the model holding the selected epoch's weights
     (the ones the test metrics were computed with).
     """
+    t_start = time.perf_counter()
     cfg = cfg.resolved()
     log = log or ((lambda s: None) if cfg.quiet else (lambda s: print(s, flush=True)))
     _check_splits(ds)
+    _check_accum(math.ceil(len(ds["train"]) / cfg.batch_size), cfg)
     device = resolve_device(cfg.device)
+    _reset_peak_memory(device)
     run_dir = None if run_dir is None else Path(run_dir)
     if run_dir is None:
         return _fit(ds, cfg, device, None, None, None, resume, on_epoch_end, stop_after_epochs, log,
-                    return_model)
+                    return_model, t_start)
     fp_doc = run_fingerprint(cfg, ds)
     fingerprint = fingerprint_hash(fp_doc)
     with folder_lock(run_dir):
         remove_leftovers(run_dir)
         return _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, stop_after_epochs, log,
-                    return_model)
+                    return_model, t_start)
 
 
-def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, stop_after_epochs, log, return_model):
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> Dict[str, Any]:
+    """``{"peak_memory_bytes", "peak_memory_kind"}``: CUDA's peak allocation since the reset at the
+    start of :func:`fit`, or the CPU process's peak resident size (None where unknown)."""
+    if device.type == "cuda":
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
+                "peak_memory_kind": "cuda_max_allocated"}
+    try:
+        import resource
+    except ImportError:                                   # Windows
+        return {"peak_memory_bytes": None, "peak_memory_kind": "cpu_maxrss_process"}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_memory_bytes": int(rss if sys.platform == "darwin" else rss * 1024),   # macOS: bytes, Linux: KiB
+            "peak_memory_kind": "cpu_maxrss_process"}
+
+
+def protocol(cfg: TrainConfig) -> Dict[str, Any]:
+    """The training loop's settings of a resolved ``cfg``, as ``results.json`` records them."""
+    return {"accum_tail": cfg.accum_tail, "clip_at": cfg.clip_at, "valid_loss": cfg.valid_loss,
+            "epochs_cap": cfg.epochs, "patience": cfg.patience, "accum_steps": cfg.accum_steps,
+            "grad_clip": cfg.grad_clip, "grad_clip_mode": cfg.grad_clip_mode}
+
+
+def run_diagnostics(history: list, epoch: Optional[int] = None) -> Dict[str, float]:
+    """InfoEnh's training diagnostics ``{name: float}``: the mean over ``history``'s epochs of each
+    epoch's batch mean (every epoch has the same batches, so this is the mean over all batches), or
+    the values of ``epoch`` alone."""
+    recs = [h["train"] for h in history if epoch is None or h["epoch"] == epoch]
+    names = sorted({k for r in recs for k in r if k.startswith("diag_")})
+    out = {}
+    for k in names:
+        vals = [r[k] for r in recs if k in r]
+        out[k[len("diag_"):]] = float(sum(vals) / len(vals))
+    return out
+
+
+def _check_accum(n_batches: int, cfg: TrainConfig) -> None:
+    if cfg.accum_tail == "drop" and n_batches < cfg.accum_steps:
+        raise ValueError(f"the training split gives {n_batches} batches per epoch, fewer than --accum-steps "
+                         f"{cfg.accum_steps}: with --accum-tail drop (MMSA) no optimiser step would ever be taken; "
+                         "lower --accum-steps or --batch-size, or use --accum-tail step")
+
+
+def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, stop_after_epochs, log, return_model,
+         t_start):
     """:func:`fit` once its arguments are checked and the run folder is locked."""
     ckpt_path = None if run_dir is None else run_dir / CHECKPOINT
     with deterministic(cfg.deterministic, device):
@@ -357,13 +492,14 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
             log(f"[seed {cfg.seed}] resumed from {ckpt_path} after epoch {start - 1}")
 
         epoch = start - 1
-        for epoch in range(start, cfg.epochs + 1):
+        epochs = itertools.count(start) if cfg.epochs is None else range(start, cfg.epochs + 1)
+        for epoch in epochs:
             if finished:
                 break
             t0 = time.perf_counter()
             tr = train_one_epoch(model, loaders["train"], optimizer, cfg, epoch, device,
                                  desc=f"seed {cfg.seed} epoch {epoch}")
-            va = evaluate(model, loaders["valid"], device, cfg.autocast)
+            va = evaluate(model, loaders["valid"], device, cfg.autocast, cfg.valid_loss)
             if not math.isfinite(va["loss"]):
                 raise TrainingDiverged(f"training diverged at epoch {epoch}: the validation loss is {va['loss']}; "
                                        "lower --lr or enable clipping (--grad-clip), then re-run with --fresh")
@@ -375,10 +511,12 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
                 bad = 0
             else:
                 bad = epoch - best["epoch"]
-            finished = bad >= cfg.patience or epoch == cfg.epochs
+            finished = bad >= cfg.patience or (cfg.epochs is not None and epoch >= cfg.epochs)
             secs = time.perf_counter() - t0
             train_secs += secs
             record = {"epoch": epoch, "train": tr, "valid_loss": va["loss"], "valid": va["metrics"],
+                      "valid_loss_batch_mean": va.get("loss_batch_mean"),
+                      "valid_loss_sample_mean": va.get("loss_sample_mean"),
                       "best_epoch": best["epoch"], "seconds": secs}
             history.append(record)
             log(_log_line(cfg.seed, epoch, cfg, tr, va, best["epoch"], bad, secs))
@@ -402,16 +540,26 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         if best["state"] is None:
             raise RuntimeError("no epoch was trained (epochs < 1?)")
         model.load_state_dict(best["state"])
-        te = evaluate(model, loaders["test"], device, cfg.autocast)
+        te = evaluate(model, loaders["test"], device, cfg.autocast, cfg.valid_loss)
+    last = history[-1]
     result = {
         "seed": cfg.seed, "best_epoch": int(best["epoch"]), "valid": dict(best["valid"]), "test": te["metrics"],
         "valid_loss": float(best["valid_loss"]), "test_loss": te["loss"], "epochs_run": len(history),
-        "stopped_early": len(history) < cfg.epochs, "train_seconds": round(train_secs, 3), "device": device_name(device),
+        "stopped_early": last["epoch"] - last["best_epoch"] >= cfg.patience,
+        "train_seconds": round(train_secs, 3), "device": device_name(device),
         "precision": precision_label(device, cfg.autocast),
         "text": f"BERT fine-tuned ({cfg.bert})" if model.bert is not None else "frozen features",
         "float32": "predictions, losses, model selection and metrics (whatever autocast does)",
-        "history": [{"epoch": h["epoch"], "train_loss": h["train"]["loss"], "valid_loss": h["valid_loss"]}
-                    for h in history],
+        "protocol": protocol(cfg),
+        "optimizer_steps": int(sum(h["train"].get("optimizer_steps", 0) for h in history)),
+        "diagnostics": run_diagnostics(history),
+        "diagnostics_selected_epoch": run_diagnostics(history, int(best["epoch"])),
+        "history": [{"epoch": h["epoch"], "train_loss": h["train"]["loss"], "valid_loss": h["valid_loss"],
+                     "valid_loss_batch_mean": h.get("valid_loss_batch_mean"),
+                     "valid_loss_sample_mean": h.get("valid_loss_sample_mean"),
+                     "optimizer_steps": h["train"].get("optimizer_steps")} for h in history],
+        "wall_seconds": round(time.perf_counter() - t_start, 3),
+        **peak_memory(device),
     }
     if run_dir is not None:
         result["fingerprint"] = fingerprint
