@@ -411,10 +411,11 @@ def ablation_differences(doc: Mapping[str, Any], metric: str, *,
     """Rows for a forest plot from an ``ablation.json`` document (:func:`infoenh.train.run_ablation`).
 
     Each row: ``comparison`` (e.g. ``"full vs baseline"``), ``label`` (human-readable), ``n``
-    (paired seeds), ``mean_diff``, ``ci_low``, ``ci_high`` (bootstrap CI) and ``p`` (paired
-    t-test; None when undefined), in the metric's table units (accuracies and F1 in %, as in
-    ``ablation.md``), and ``better``: True / False when the CI lies entirely on the improving /
-    worsening side (lower MAE, higher everything else), None when it contains 0.
+    (paired seeds), ``mean_diff``, ``ci_low``, ``ci_high`` (bootstrap CI; None with a single
+    seed) and ``p`` (paired t-test; None when undefined), in the metric's table units (accuracies
+    and F1 in %, as in ``ablation.md``), and ``better``: True / False when the CI lies entirely on
+    the improving / worsening side (lower MAE, higher everything else), None when it contains 0
+    or there is no CI.
     """
     from .train.results import COLUMNS
 

@@ -17,7 +17,9 @@ TINY = dict(seed=0, sizes=(40, 16, 16), text_dim=16, text_len=12, audio_len=16, 
 
 
 # the testbed plants -inf in audio on purpose (MMSA's COVAREP does); the loader's warning is expected
-pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning"),
+              # ot_iters=10 keeps these tests fast; Sinkhorn then often stops at the cap
+              pytest.mark.filterwarnings("ignore::infoenh.train.runner.ConvergenceWarning")]
 
 @pytest.fixture(autouse=True)
 def _single_thread(one_thread):
@@ -40,12 +42,57 @@ def test_paired_comparison_matches_scipy_and_bootstrap_brackets_the_mean():
 def test_paired_comparison_degenerate_cases():
     one = paired_comparison([1.0], [0.5])
     assert one["p"] is None and one["std_diff"] is None and one["mean_diff"] == -0.5
+    assert one["ci_low"] is None and one["ci_high"] is None          # one pair: no interval, not [d, d]
     const = paired_comparison([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])     # every difference equal
     assert const["p"] is None and const["ci_low"] == const["ci_high"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="equal 1-D shapes"):
         paired_comparison([1.0, 2.0], [1.0])
     lo, hi = bootstrap_ci([], n_boot=10)
     assert np.isnan(lo) and np.isnan(hi)
+
+
+def test_differences_equal_up_to_rounding_have_no_t_test():
+    """Metrics are rounded to 4 decimals: 2 clips of 64 (-0.03125) read -0.0312 or -0.0313."""
+    c = paired_comparison([0.7813, 0.7656], [0.75, 0.7344])
+    assert c["t"] is None and c["p"] is None                          # was t = -625, p = 0.001
+    assert c["mean_diff"] == pytest.approx(-0.03125)
+    assert -0.0313 - 1e-12 <= c["ci_low"] <= c["ci_high"] <= -0.0312 + 1e-12   # the bootstrap: the spread seen
+    noise = paired_comparison([0.2, 0.3, 0.1], [0.3, 0.4, 0.2])       # 0.1 each, up to float noise
+    assert noise["t"] is None and noise["p"] is None                  # was p = 3.5e-32
+    assert noise["ci_low"] == pytest.approx(0.1) and noise["ci_high"] == pytest.approx(0.1)
+    # a spread beyond the rounding is a spread: tested as before
+    real = paired_comparison([0.70, 0.70, 0.70], [0.7301, 0.7299, 0.7303])
+    t = ttest_rel([0.7301, 0.7299, 0.7303], [0.70, 0.70, 0.70])
+    assert real["t"] == pytest.approx(t.statistic) and real["p"] == pytest.approx(t.pvalue)
+    assert paired_comparison([0.5, 0.5], [0.5, 0.5002], resolution=1e-3)["p"] is None
+    # a NaN metric: no statistics, no exception
+    nan = paired_comparison([0.5, float("nan")], [0.6, 0.7])
+    assert nan["t"] is None and nan["mean_diff"] is None
+
+
+def _doc(seeds, comparisons):
+    summ = {k: {"mean": 0.5, "std": 0.01} for k in ("MAE", "Corr")}
+    arms = {"baseline": {"label": "host alone (w/o InfoEnh)", "summary": summ, "runs": []},
+            "plumbing": {"label": ARMS["plumbing"]["label"], "summary": summ, "runs": []}}
+    return {"config": {"model": "lf", "dataset": "SYNTHETIC", "seeds": seeds,
+                       "arms": ["baseline", "plumbing"] if comparisons else ["baseline"]},
+            "arms": arms, "comparisons": comparisons}
+
+
+def test_markdown_prints_n_a_for_a_missing_interval_and_no_empty_comparison_table():
+    c = paired_comparison([0.80], [0.75])
+    doc = _doc([1111], {"plumbing vs baseline": {"arm": "plumbing", "reference": "baseline", "isolates": "plumbing",
+                                                 "MAE": c, "Corr": c}})
+    md = format_markdown(doc)
+    assert "| plumbing vs baseline | -0.0500 [n/a] p=n/a |" in md and "One seed: no paired statistics" in md
+    assert "| plumbing: gate open, no InfoNCE, no FIA |" in md and "plumbing: plumbing" not in md
+    from infoenh.analysis import ablation_differences
+
+    (row,) = ablation_differences(doc, "MAE")
+    assert row["ci_low"] is None and row["ci_high"] is None and row["better"] is None and row["p"] is None
+    alone = format_markdown(_doc([1111, 1112], {}))
+    assert "No comparison: add an arm" in alone
+    assert "Paired differences" not in alone and "What each comparison isolates" not in alone
 
 
 def test_arms_map_to_the_paper_switches():
@@ -64,13 +111,17 @@ def test_arms_map_to_the_paper_switches():
         arm_config(base, "no_smell")
 
 
-def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch):
+def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
     ds = make_synthetic_splits(**TINY)
     base = TrainConfig(model="lf", epochs=1, quiet=True, infoenh_kwargs={"d": 8, "k": 4, "ot_iters": 10})
     doc = run_ablation(ds, base, ["fia", "no_vision_full"], [1111, 1112], tmp_path, n_boot=500)
     # every reference arm is added: the host alone and the plumbing control, for each modality set
     assert doc["config"]["arms"] == ["baseline", "plumbing", "fia", "no_vision", "no_vision_plumbing",
                                      "no_vision_full"]
+    assert doc["config"]["requested_arms"] == ["fia", "no_vision_full"]
+    err = capsys.readouterr().err
+    assert ("also running the reference arms: baseline, plumbing, no_vision, no_vision_plumbing (every InfoEnh arm "
+            "is compared with the host alone and with its plumbing control") in err
     assert set(doc["comparisons"]) == {
         "plumbing vs baseline", "fia vs baseline", "fia vs plumbing", "no_vision vs baseline",
         "no_vision_plumbing vs no_vision", "no_vision_plumbing vs baseline", "no_vision_full vs no_vision",
@@ -86,12 +137,32 @@ def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch):
     md = (tmp_path / "ablation.md").read_text()
     assert md == format_markdown(doc)
     for label in ("baseline: host alone (w/o InfoEnh)", "+FIA (w/o FIB)", "w/o vision +InfoEnh", "SYNTHETIC",
-                  "fia vs plumbing", "What each comparison isolates"):
+                  "fia vs plumbing", "What each comparison isolates", "| plumbing: gate open, no InfoNCE, no FIA |",
+                  "without the process's one-time start-up"):
         assert label in md
+    assert "One seed" not in md and "No comparison" not in md
     # a second call reuses the finished runs: nothing is retrained
     monkeypatch.setattr("infoenh.train.runner.fit", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = run_ablation(ds, base, ["fia", "no_vision_full"], [1111, 1112], tmp_path, n_boot=500)
     assert again["comparisons"] == doc["comparisons"]
+
+
+def test_one_seed_warns_and_baseline_alone_compares_nothing(tmp_path, capsys):
+    ds = make_synthetic_splits(**TINY)
+    base = TrainConfig(model="lf", epochs=1, quiet=True, infoenh_kwargs={"d": 8, "k": 4})
+    with pytest.warns(UserWarning, match="a single seed .1111. gives no paired statistics"):
+        doc = run_ablation(ds, base, ["plumbing"], [1111], tmp_path / "one", n_boot=50)
+    assert "also running the reference arm: baseline (" in capsys.readouterr().err
+    c = doc["comparisons"]["plumbing vs baseline"]["MAE"]
+    assert c["n"] == 1 and c["ci_low"] is None and c["ci_high"] is None and c["p"] is None
+    md = (tmp_path / "one" / "ablation.md").read_text()
+    assert "One seed: no paired statistics" in md and "[n/a] p=n/a" in md
+    # the host alone: nothing added, nothing compared, no empty tables
+    doc = run_ablation(ds, base, ["baseline"], [1111, 1112], tmp_path / "alone", n_boot=50)
+    assert doc["comparisons"] == {} and doc["config"]["requested_arms"] == ["baseline"]
+    assert "also running" not in capsys.readouterr().err
+    md = (tmp_path / "alone" / "ablation.md").read_text()
+    assert "No comparison: add an arm" in md and "| comparison |" not in md and "isolates" not in md
 
 
 def test_unknown_arm_is_refused(tmp_path):

@@ -65,6 +65,14 @@ def test_references_and_what_they_isolate():
             assert isolates(a, r)
 
 
+def test_labels_do_not_repeat_the_arm_name():
+    """Tables print "arm: label": "plumbing: plumbing (...)" read twice."""
+    for name, spec in ARMS.items():
+        assert not spec["label"].startswith(name), (name, spec["label"])
+    assert ARMS["plumbing"]["label"] == "gate open, no InfoNCE, no FIA"
+    assert ARMS["no_text_plumbing"]["label"] == "w/o text, gate open, no InfoNCE, no FIA"
+
+
 @pytest.mark.parametrize("arm", list(ARMS))
 def test_arm_of_inverts_arm_config(arm):
     c = arm_config(TrainConfig(model="lf"), arm)

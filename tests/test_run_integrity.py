@@ -22,7 +22,9 @@ from infoenh.train.lock import RunFolderLocked, folder_lock
 from infoenh.train.runner import train_seeds
 from infoenh.train.trainer import TrainingDiverged, TrainingInterrupted, fit
 
-pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning"),
+              # ot_iters=10 keeps these tests fast; Sinkhorn then often stops at the cap
+              pytest.mark.filterwarnings("ignore::infoenh.train.runner.ConvergenceWarning")]
 
 TINY = dict(sizes=(40, 16, 16), text_dim=16, text_len=10, audio_len=12, vision_len=12, audio_neg_inf_frac=0.0)
 CI = ["--synthetic-scale", "ci", "--model", "lf", "--epochs", "1", "--seeds", "1111", "--k", "4", "--d", "8",
@@ -89,6 +91,37 @@ def test_other_code_or_options_are_refused_and_say_what_differs(tiny_ds, tmp_pat
     monkeypatch.setattr(fpmod, "code_fingerprint", lambda: {**real, "source_sha256": "0" * 64})
     with pytest.raises(FingerprintMismatch, match=r"code.source_sha256"):
         fit(tiny_ds, cfg(epochs=3), tmp_path)
+
+
+def test_a_flag_that_spells_out_a_default_names_the_same_run(tiny_ds):
+    """--selfmm-heads unimodal, --ot-iters 100, ...: the defaults, so the same run as without them."""
+    def fp(model="lf", **kw):
+        return fpmod.fingerprint_hash(fpmod.run_fingerprint(TrainConfig(model=model, **kw).resolved(), tiny_ds))
+
+    assert fp("selfmm", model_kwargs={"heads": "unimodal"}) == fp("selfmm")
+    assert fp("misa", model_kwargs={"lengths": "text"}) == fp("misa")
+    assert fp(infoenh_kwargs={"ot_iters": 100, "alpha": 0.5, "reg": 0.1, "k": 16, "d": 128, "fia_mode": "token",
+                              "ot_stop": "marginal", "infonce_reduction": "mean", "straight_through": False}) == fp()
+    assert fp(infoenh_kwargs={"d": 8, "ot_iters": 100}) == fp(infoenh_kwargs={"d": 8})
+    # a value that is not the default is another run
+    assert fp("selfmm", model_kwargs={"heads": "enhanced"}) != fp("selfmm")
+    assert fp("misa", model_kwargs={"lengths": "own"}) != fp("misa")
+    assert fp(infoenh_kwargs={"ot_iters": 50}) != fp()
+    assert fp(infoenh_kwargs={"straight_through": True}) != fp()
+    # Self-MM's text_pool default depends on the text mode (fine-tuned BERT reads [CLS]): kept as given
+    assert fp("selfmm", model_kwargs={"text_pool": "mean"}) != fp("selfmm")
+    # without such flags the configuration is hashed as it was
+    plain = TrainConfig(model="lf", infoenh_kwargs={"d": 8, "k": 4, "ot_iters": 10}).resolved()
+    assert fpmod.run_fingerprint(plain, tiny_ds)["config"] == json.loads(plain.fingerprint())
+
+
+def test_rerunning_a_finished_run_with_a_default_spelled_out_reuses_it(tmp_path, capsys):
+    out = str(tmp_path / "R")
+    assert main(["train", "--data", "synthetic", "--out", out, *CI]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", "synthetic", "--out", out, *CI, "--ot-iters", "100", "--alpha", "0.5"]) == 0
+    err = capsys.readouterr().err
+    assert "reusing the finished run" in err and "other inputs" not in err
 
 
 def test_finished_seeds_are_reused_loudly_even_when_quiet(tiny_ds, tmp_path, capsys):
@@ -262,7 +295,10 @@ def test_selection_needs_an_improvement_above_1e_minus_6(tiny_ds, monkeypatch, s
     (["--reg", "0"], "--reg must be a finite number > 0"),
     (["--modalities", "text"], "add --no-fia"),
     (["--threads", "0"], "--threads must be >= 1"),
-    (["--epochs", "0"], "--epochs (epochs) must be an integer >= 1"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+    (["--accum-steps", "0"], "--accum-steps must be an integer >= 1, got 0"),
+    (["--patience", "0"], "--patience must be an integer >= 1, got 0"),
+    (["--batch-size", "-2"], "--batch-size must be an integer >= 1, got -2"),
     (["--ot-tol", "0"], "--ot-tol must be a finite number > 0"),
     (["--misa-lengths", "own"], "--misa-lengths applies to --model misa only"),
     (["--selfmm-heads", "enhanced"], "--selfmm-heads applies to --model selfmm only"),
@@ -272,6 +308,8 @@ def test_bad_options_end_in_one_line_before_any_training(tmp_path, capsys, extra
     assert main(["train", "--data", "synthetic", "--out", str(out), *CI, *extra]) == 1
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and "use_fia" not in err
+    for internal in ("(epochs)", "(accum_steps)", "(patience)", "(batch_size)"):    # the flag only
+        assert internal not in err
     assert not (out / "seed_1111").exists()
 
 

@@ -211,7 +211,7 @@ def test_config_defaults_and_checks():
     c = TrainConfig(model="lf").resolved()
     assert (c.epochs, c.accum_tail, c.clip_at, c.valid_loss) == (40, "step", "step", "mmsa")
     assert c.resolved() == c and TrainConfig(model="misa").resolved().resolved().epochs is None
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match=r"^--batch-size must be an integer >= 1, got 0$"):
         TrainConfig(batch_size=0).resolved()
     with pytest.raises(KeyError, match="unknown modality"):
         TrainConfig(modalities=("text", "video")).resolved()

@@ -7,11 +7,14 @@ open, no InfoNCE, no FIA), ``fib``, ``fia``, ``full``, and the missing-modality 
 
 Every InfoEnh arm is compared with the host alone and with its plumbing control, paired by seed
 (same seed, same data order): mean paired difference, paired t-test and a bootstrap CI
-(:mod:`infoenh.train.stats`). Asking for an arm runs its references too. Writes
-``ablation.json`` (each comparison says what it isolates) and ``ablation.md``.
+(:mod:`infoenh.train.stats`). Asking for an arm runs its references too (a line on stderr names
+the ones added; ``ablation.json`` keeps the arms asked for as ``config.requested_arms``). Writes
+``ablation.json`` (each comparison says what it isolates) and ``ablation.md``. One seed gives no
+paired statistics (a warning says so); ``baseline`` alone gives no comparison.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -20,7 +23,7 @@ from .checkpoint import write_json
 from .config import TrainConfig, seeds_list
 from .lock import folder_lock
 from .results import COLUMNS
-from .runner import train_seeds
+from .runner import _say, train_seeds
 from .stats import paired_comparison
 
 # what ablation.json keeps of each run (results.json in the arm's folder has everything)
@@ -50,19 +53,28 @@ def run_ablation(ds, base: TrainConfig, arms: Optional[Sequence[str]], seeds: Op
     ``ablation.md``; return the JSON document."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
         raise ValueError(f"n_boot (--n-boot) must be an integer >= 1, got {n_boot!r}")
-    arms = list(ARMS) if not arms else list(dict.fromkeys(arms))
-    for a in arms:
+    requested = list(ARMS) if not arms else list(dict.fromkeys(arms))
+    for a in requested:
         if a not in ARMS:
             raise ValueError(f"unknown arm {a!r}; choose from {list(ARMS)}")
-    arms = with_references(arms)         # every comparison's reference arm runs too
+    arms = with_references(requested)    # every comparison's reference arm runs too
     seeds = seeds_list(seeds)
     for a in arms:
         arm_config(base, a).resolved()   # every arm's options checked before anything trains
+    added = [a for a in arms if a not in requested]
+    if added:
+        dropped = any(ARMS[a]["drop"] for a in requested)
+        _say(f"also running the reference arm{'s' if len(added) > 1 else ''}: {', '.join(added)} (every InfoEnh "
+             "arm is compared with the host alone and with its plumbing control"
+             + ("; a missing-modality arm also with the host on all three modalities" if dropped else "") + ")")
+    if len(seeds) == 1 and len(arms) > 1:
+        warnings.warn(f"a single seed ({seeds[0]}) gives no paired statistics: each comparison is one difference, "
+                      "with no CI and no t-test; give two or more --seeds (five for a rough test)", stacklevel=2)
     with folder_lock(out_dir):
-        return _run_arms(ds, base, arms, seeds, Path(out_dir), data_info, fresh, n_boot, log)
+        return _run_arms(ds, base, arms, seeds, Path(out_dir), data_info, fresh, n_boot, log, requested)
 
 
-def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log) -> Dict[str, Any]:
+def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, requested) -> Dict[str, Any]:
     results: Dict[str, Dict[str, Any]] = {}
     for a in arms:
         if log:
@@ -72,8 +84,8 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log) -> Dict
     metrics = [k for k in TABLE_METRICS if k in results["baseline"]["runs"][0]["test"]]
     doc: Dict[str, Any] = {
         "config": {**{k: v for k, v in results["baseline"]["config"].items()
-                      if k not in ("infoenh", "modalities", "arm", "infoenh_settings")},
-                   "arms": arms, "n_boot": n_boot,
+                      if k not in ("infoenh", "modalities", "arm", "infoenh_settings", "host_settings")},
+                   "arms": arms, "requested_arms": list(requested), "n_boot": n_boot,
                    "test": "paired t-test (scipy.stats.ttest_rel) and percentile bootstrap CI of the mean "
                            "paired difference (arm - reference), pairs = seeds"},
         "arms": {}, "comparisons": {},
@@ -83,6 +95,7 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log) -> Dict
                           "modalities": list(arm_config(base, a).modalities),
                           "summary": results[a]["summary"]["test"],
                           "infoenh_settings": results[a]["config"].get("infoenh_settings"),
+                          "host_settings": results[a]["config"].get("host_settings"),
                           "runs": [{k: r.get(k) for k in _RUN_KEYS if k in r} for r in results[a]["runs"]]}
     for a in arms:
         for ref in references(a):
@@ -125,24 +138,43 @@ def format_markdown(doc: Dict[str, Any]) -> str:
     for a in arms:
         s = doc["arms"][a]["summary"]
         cells = [f"{_num(s[k]['mean'], _scale(k))} ± {_num(s[k]['std'], _scale(k))}" for k in metrics]
-        lines.append(f"| {a}: {doc['arms'][a]['label']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_row_label(a, doc['arms'][a]['label'])} | " + " | ".join(cells) + " |")
+    comparisons = doc.get("comparisons") or {}
+    if not comparisons:
+        lines += ["", "No comparison: add an arm (e.g. `--arms baseline full`) to compare it with the baseline."]
+        lines += _diagnostics_table(doc)
+        return "\n".join(lines) + "\n"
+    seeds = cfg.get("seeds")
+    one_seed = isinstance(seeds, (list, tuple)) and len(seeds) == 1
     lines += ["", "Paired differences (arm − reference, same seeds): mean [95% bootstrap CI], paired t-test p. "
-              "With few seeds both are rough.", "",
-              "| comparison | " + " | ".join(_title(k) for k in metrics) + " |",
+              "With few seeds both are rough; p is n/a when every seed gives the same difference (up to the "
+              "metrics' rounding: a constant difference has no t-test)."]
+    if one_seed:
+        lines += ["", "One seed: no paired statistics (no CI, no t-test), only the one difference. Run two or more "
+                  "seeds (five for a rough test)."]
+    lines += ["", "| comparison | " + " | ".join(_title(k) for k in metrics) + " |",
               "|---|" + "---|" * len(metrics)]
-    for name, comp in doc["comparisons"].items():
+    for name, comp in comparisons.items():
         a, ref = comp.get("arm") or name.split(" vs ")[0], comp.get("reference") or name.split(" vs ")[1]
         cells = []
         for k in metrics:
             c, sc = comp[k], _scale(k)
             p = "n/a" if c["p"] is None else f"{c['p']:.3f}"
-            cells.append(f"{_num(c['mean_diff'], sc, True)} [{_num(c['ci_low'], sc, True)}, "
-                         f"{_num(c['ci_high'], sc, True)}] p={p}")
+            if c["ci_low"] is None and c["ci_high"] is None:
+                ci = "n/a"
+            else:
+                ci = f"{_num(c['ci_low'], sc, True)}, {_num(c['ci_high'], sc, True)}"
+            cells.append(f"{_num(c['mean_diff'], sc, True)} [{ci}] p={p}")
         lines.append(f"| {a} vs {ref} | " + " | ".join(cells) + " |")
     lines += _diagnostics_table(doc)
     lines += ["", "What each comparison isolates:", ""]
-    lines += [f"- **{name}**: {comp.get('isolates', '')}" for name, comp in doc["comparisons"].items()]
+    lines += [f"- **{name}**: {comp.get('isolates', '')}" for name, comp in comparisons.items()]
     return "\n".join(lines) + "\n"
+
+
+def _row_label(arm: str, label: str) -> str:
+    """``"fib: +FIB (w/o FIA)"``; the label alone where it already starts with the arm's name."""
+    return label if label == arm or label.startswith(arm + " ") else f"{arm}: {label}"
 
 
 def _mean(values) -> Optional[float]:
@@ -170,7 +202,8 @@ def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:
     memory = ("peak CUDA memory of a run" if kinds == {"cuda_max_allocated"}
               else "the process's peak resident memory so far (CPU: it only grows from arm to arm)")
     lines = ["", "Per arm, mean over seeds (training batches of the whole run): FIB's kept fraction, share of OT "
-             f"problems converged, wall time per run, and {memory}.", "",
+             "problems converged, wall time per run (without the process's one-time start-up: imports, CUDA "
+             "context; a reused run keeps the time it took when it ran), and " f"{memory}.", "",
              "| arm | kept fraction | OT converged | wall s | peak MiB |", "|---|---|---|---|---|"]
     for a, d in rows.items():
         mib = None if d["peak_memory_bytes"] is None else d["peak_memory_bytes"] / 2 ** 20

@@ -25,16 +25,17 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .._validate import MODALITIES
 
+# label: what the arm is, in words, without its own name (tables print "arm: label")
 ARMS: Dict[str, Dict[str, Any]] = {
     "baseline": {"infoenh": "none", "drop": None, "label": "host alone (w/o InfoEnh)"},
-    "plumbing": {"infoenh": "plumbing", "drop": None, "label": "plumbing (gate open, no InfoNCE, no FIA)"},
+    "plumbing": {"infoenh": "plumbing", "drop": None, "label": "gate open, no InfoNCE, no FIA"},
     "fib": {"infoenh": "fib_only", "drop": None, "label": "+FIB (w/o FIA)"},
     "fia": {"infoenh": "fia_only", "drop": None, "label": "+FIA (w/o FIB)"},
     "full": {"infoenh": "full", "drop": None, "label": "+InfoEnh (FIB + FIA)"},
 }
 for _m in MODALITIES:
     ARMS[f"no_{_m}"] = {"infoenh": "none", "drop": _m, "label": f"w/o {_m}"}
-    ARMS[f"no_{_m}_plumbing"] = {"infoenh": "plumbing", "drop": _m, "label": f"w/o {_m}, plumbing"}
+    ARMS[f"no_{_m}_plumbing"] = {"infoenh": "plumbing", "drop": _m, "label": f"w/o {_m}, gate open, no InfoNCE, no FIA"}
     ARMS[f"no_{_m}_full"] = {"infoenh": "full", "drop": _m, "label": f"w/o {_m} +InfoEnh"}
 
 # what the difference (arm - reference) measures

@@ -5,7 +5,9 @@
     infoenh ablate --data synthetic --model lf --arms baseline full no_text no_text_full --out runs/abl
 
 ``train`` writes ``OUT/results.json`` (per-seed valid/test metrics at the epoch selected on
-validation loss, mean and std over seeds, the configuration) and prints a table. ``ablate``
+validation loss, mean and std over seeds, the configuration) and prints a table; an option the
+chosen configuration never reads (``--reg`` with ``--no-fia``, ``--k`` with ``--no-infoenh``, ...)
+is named in a warning. ``ablate``
 writes ``OUT/ablation.json`` and ``OUT/ablation.md``. Re-running a command with the same
 ``--out`` resumes unfinished seeds from their checkpoints and reuses finished ones.
 
@@ -18,10 +20,11 @@ vision up to the text's length (``--misa-lengths``).
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from .._validate import MODALITIES
 from ..models.registry import MODELS, TRAIN_DEFAULTS
-from .config import ACCUM_TAILS, CLIP_AT, VALID_LOSSES
+from .config import ACCUM_TAILS, CLIP_AT, VALID_LOSSES, InactiveOptionWarning, inactive_options
 
 
 _RESUME = ("re-run the same command to resume: every seed continues from its last finished epoch (checkpoints "
@@ -161,6 +164,8 @@ def cmd_train(args) -> int:
     variant = ("none" if args.no_infoenh else "plumbing" if args.plumbing else "no_fib" if args.no_fib
                else "no_fia" if args.no_fia else "full")
     cfg = _config(args, variant).resolved()
+    for msg in inactive_options(cfg):     # one line each on the command line
+        warnings.warn(msg, InactiveOptionWarning, stacklevel=2)
     ds, info = load_data(args.data, scale=args.synthetic_scale, synthetic_seed=args.synthetic_seed)
     doc = train_seeds(ds, cfg, args.seeds, args.out, data_info=info, fresh=args.fresh, log=_log(args))
     print(format_table(doc))

@@ -109,7 +109,7 @@ class TrainConfig:
             if name == "epochs" and v is None:
                 continue                                   # no cap: until early stopping (MMSA)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} ({name}) must be an integer >= 1, got {v!r}")
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {v!r}")
         for name, (flag, choices) in LOOP_SWITCHES.items():
             if getattr(out, name) not in choices:
                 raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {getattr(out, name)!r}")
@@ -227,6 +227,60 @@ def _check_model_kwargs(c: "TrainConfig") -> None:
             raise ValueError(f"{flag} applies to --model {host} only (this run is --model {c.model}); drop {flag}")
         if v not in choices:
             raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {v!r}")
+
+
+class InactiveOptionWarning(UserWarning):
+    """An option was given that the chosen configuration never reads (:func:`inactive_options`)."""
+
+
+# InfoEnh options (infoenh_kwargs key) by the part of InfoEnh that reads them
+_FIA_OPTIONS = ("reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol")
+_GATE_OPTIONS = ("straight_through", "alpha", "infonce_reduction", "tau")
+_IE_FLAG_ORDER = ("k", "d", "reg", "alpha", "tau", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "infonce_reduction",
+                  "straight_through")
+# the CLI switch that chose each InfoEnh variant
+_VARIANT_SWITCH = {"none": "--no-infoenh", "plumbing": "--plumbing", "no_fib": "--no-fib", "fia_only": "--no-fib",
+                   "no_fia": "--no-fia", "fib_only": "--no-fia"}
+_NO_FIA = ("none", "plumbing", "no_fia", "fib_only")
+_NO_GATE = ("none", "plumbing", "no_fib", "fia_only")
+
+
+_CLI_IE = ("k", "d", "reg", "alpha", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "infonce_reduction",
+           "straight_through")
+
+
+def _flag(name: str) -> str:
+    """The CLI flag of an InfoEnh option; ``infoenh_kwargs['tau']`` for one the CLI does not expose."""
+    return "--" + name.replace("_", "-") if name in _CLI_IE else f"infoenh_kwargs[{name!r}]"
+
+
+def inactive_options(cfg: "TrainConfig") -> list:
+    """One message for each option ``cfg`` sets that its configuration never reads (``[]`` when
+    every option given has an effect): InfoEnh's options with ``--no-infoenh``; FIA's (``--reg``,
+    ``--fia-mode``, ``--ot-iters``, ``--ot-stop``, ``--ot-tol``) without FIA (``--no-fia``,
+    ``--plumbing``); those of the gate and its InfoNCE loss (``--straight-through``, ``--alpha``,
+    ``--infonce-reduction``, ``tau``) without them (``--no-fib``, ``--plumbing``); ``--selfmm-heads``
+    without FIA (the unimodal heads read the same rows either way). ``infoenh train`` warns with
+    each (:class:`InactiveOptionWarning`); ``infoenh ablate`` does not, its arms differ on purpose."""
+    variant = cfg.infoenh
+    switch = _VARIANT_SWITCH.get(variant, f"--infoenh {variant}")
+    given = [k for k in _IE_FLAG_ORDER if (cfg.infoenh_kwargs or {}).get(k) is not None]
+    given += sorted(k for k, v in (cfg.infoenh_kwargs or {}).items() if k not in _IE_FLAG_ORDER and v is not None)
+    out = []
+    for k in given:
+        if variant == "none":
+            out.append(f"{_flag(k)} has no effect with {switch}: the host alone builds no InfoEnh")
+        elif k in _FIA_OPTIONS and variant in _NO_FIA:
+            out.append(f"{_flag(k)} has no effect with {switch}: it sets FIA's optimal transport, and this run has no "
+                       "FIA")
+        elif k in _GATE_OPTIONS and variant in _NO_GATE:
+            out.append(f"{_flag(k)} has no effect with {switch}: it sets FIB's gate or its InfoNCE loss, and this "
+                       "run has neither (the gate is open)")
+    heads = (cfg.model_kwargs or {}).get("heads")
+    if cfg.model == "selfmm" and heads is not None and variant in _NO_FIA:
+        out.append(f"--selfmm-heads has no effect with {switch}: it only matters with FIA (without FIA the "
+                   "enhanced rows are the modality's own, and both settings read the same)")
+    return out
 
 
 def seeds_list(seeds: Optional[Sequence[int]]) -> list:

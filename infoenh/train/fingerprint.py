@@ -8,7 +8,10 @@ seed reused.
 
 - ``config``: every option of :class:`~infoenh.train.config.TrainConfig` except ``quiet``,
   ``device`` and ``num_workers`` (how a run is shown and where it runs; a run may resume on another
-  device, and ``run.json`` records the device).
+  device, and ``run.json`` records the device), normalised (:func:`normalised_config`): an
+  ``infoenh_kwargs`` entry equal to :class:`~infoenh.module.InfoEnh`'s default and a
+  ``model_kwargs`` entry equal to the host's default are left out, so a flag that spells out a
+  default (``--ot-iters 100``, ``--selfmm-heads unimodal``) names the same run as no flag.
 - ``data``: the SHA-256 of the arrays the model is trained and evaluated on (every split's features,
   masks, labels and ids, after cleaning), plus what identifies their source for a reader of the
   message: the file's own SHA-256 for a file, the generator's seed and knobs for the SYNTHETIC
@@ -19,6 +22,7 @@ seed reused.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -107,9 +111,70 @@ def data_fingerprint(ds: Mapping) -> Dict[str, Any]:
     return json.loads(json.dumps(out, sort_keys=True, default=str))
 
 
+# the host constructor's arguments that are not options of the host: the data, the modalities,
+# InfoEnh and the pooling are set by build_model from the rest of the configuration
+HOST_STRUCTURAL = ("self", "dims", "modalities", "infoenh", "pool", "n_train")
+# host keywords whose effective default build_model changes (fine-tuned BERT: Self-MM reads [CLS])
+MODE_DEPENDENT = {("selfmm", "text_pool")}
+
+
+def keyword_defaults(fn, exclude=()) -> Dict[str, Any]:
+    """``{name: default}`` of the parameters of ``fn`` that have a default, less ``exclude``."""
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items()
+            if n not in exclude and p.default is not inspect.Parameter.empty
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
+
+
+def infoenh_defaults() -> Dict[str, Any]:
+    """InfoEnh's constructor defaults (``d``, ``k``, ``reg``, ``ot_iters``, ...)."""
+    from ..module import InfoEnh
+
+    return keyword_defaults(InfoEnh.__init__, ("self", "in_dims"))
+
+
+def host_defaults(model: str) -> Dict[str, Any]:
+    """The host's constructor defaults (its own options: ``heads``, ``lengths``, widths, ...)."""
+    from ..models.registry import MODELS
+
+    return keyword_defaults(MODELS[model].__init__, HOST_STRUCTURAL)
+
+
+def _json(v: Any) -> Any:
+    return json.loads(json.dumps(v, sort_keys=True, default=str))
+
+
+def _is_default(v: Any, defaults: Mapping[str, Any], key: str) -> bool:
+    if key not in defaults:
+        return False
+    d = _json(defaults[key])
+    return isinstance(v, bool) == isinstance(d, bool) and v == d
+
+
+def normalised_config(d: Dict[str, Any]) -> Dict[str, Any]:
+    """The configuration part of a fingerprint with every option that spells out a default left
+    out: ``infoenh_kwargs`` entries equal to InfoEnh's constructor defaults, ``model_kwargs``
+    entries equal to the host's (``heads="unimodal"`` on selfmm, ``lengths="text"`` on misa).
+    Self-MM's ``text_pool`` is kept as given: its default depends on the text mode."""
+    out = dict(d)
+    ie = out.get("infoenh_kwargs")
+    if isinstance(ie, Mapping) and ie:
+        defaults = infoenh_defaults()
+        out["infoenh_kwargs"] = {k: v for k, v in ie.items() if not _is_default(v, defaults, k)}
+    mk, model = out.get("model_kwargs"), out.get("model")
+    if isinstance(mk, Mapping) and mk and isinstance(model, str):
+        from ..models.registry import MODELS
+
+        if model in MODELS:
+            defaults = host_defaults(model)
+            out["model_kwargs"] = {k: v for k, v in mk.items()
+                                   if (model, k) in MODE_DEPENDENT or not _is_default(v, defaults, k)}
+    return out
+
+
 def run_fingerprint(cfg, ds: Mapping) -> Dict[str, Any]:
     """``{"config", "data", "code"}`` for the resolved ``cfg`` trained on ``ds``."""
-    return {"config": json.loads(cfg.fingerprint()), "data": data_fingerprint(ds), "code": code_fingerprint()}
+    return {"config": normalised_config(json.loads(cfg.fingerprint())), "data": data_fingerprint(ds),
+            "code": code_fingerprint()}
 
 
 def fingerprint_hash(fp: Mapping[str, Any]) -> str:

@@ -4,15 +4,23 @@
 
     {"runs": [{"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float},
                "precision", "device", "wall_seconds", "peak_memory_bytes", "optimizer_steps",
-               "diagnostics": {"kept_frac_<m>", "ot_converged_frac", ...}, "protocol": {...}, ...}],
-     "summary": {"test": {metric: {"mean", "std"}}, "valid": {...}},
+               "diagnostics": {"kept_frac_<m>", "kept_frac", "ot_converged_frac", ...},
+               "protocol": {...}, ...}],
+     "summary": {"test": {metric: {"mean", "std"}}, "valid": {...},
+                 "diagnostics": {name: {"mean", "std"}}},
      "config": {"host", "arm", every TrainConfig option, "infoenh_settings": {every InfoEnh switch,
-                the InfoNCE reduction, Sinkhorn's iterations and stopping rule, ...}, "data",
-                "dataset" (says SYNTHETIC for the testbed), ...},
+                the InfoNCE reduction, Sinkhorn's iterations and stopping rule, ...},
+                "host_settings": {every option of the host, defaults filled in: Self-MM's "heads",
+                MISA's "lengths", ...}, "data", "dataset" (says SYNTHETIC for the testbed), ...},
      "dataset": "..."}
 
 Metric keys are those of :func:`infoenh.metrics.msa_metrics`. ``std`` is the sample standard
 deviation over seeds (ddof=1; 0 for a single seed).
+
+``diagnostics`` are InfoEnh's training diagnostics of each run (means over every training batch:
+:func:`infoenh.train.trainer.fit`), with ``kept_frac``, the mean over the modalities of
+``kept_frac_<m>`` (FIB's kept fraction), added; ``summary.diagnostics`` has the mean and std over
+seeds of each one present (over the seeds that have it; ``{}`` without InfoEnh).
 """
 from __future__ import annotations
 
@@ -38,18 +46,42 @@ def mean_std(values: Sequence[float]) -> Dict[str, float]:
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0}
 
 
+def with_kept_frac(diagnostics: Dict[str, Any]) -> Dict[str, Any]:
+    """``diagnostics`` with ``kept_frac``, the mean of its ``kept_frac_<m>`` over the modalities
+    (unchanged when it has none)."""
+    d = dict(diagnostics or {})
+    kept = [float(v) for k, v in d.items() if k.startswith("kept_frac_") and v is not None]
+    if kept:
+        d["kept_frac"] = sum(kept) / len(kept)
+    return d
+
+
+def summarize_diagnostics(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, float]]:
+    """Mean and sample std over seeds of every diagnostic present in the runs (each over the runs
+    that have it)."""
+    diags = [with_kept_frac(r.get("diagnostics") or {}) for r in runs]
+    names = sorted({k for d in diags for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return {k: mean_std([d[k] for d in diags if d.get(k) is not None]) for k in names}
+
+
 def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """Mean and std over seeds of every metric, for ``test`` and ``valid``."""
+    """Mean and std over seeds of every metric, for ``test`` and ``valid``, and of every training
+    diagnostic (``diagnostics``)."""
     if not runs:
         raise ValueError("no runs to summarize")
     out = {}
     for split in ("test", "valid"):
         out[split] = {k: mean_std([r[split][k] for r in runs]) for k in metric_keys(runs, split)}
+    out["diagnostics"] = summarize_diagnostics(runs)
     return out
 
 
 def results_doc(runs: Sequence[Dict[str, Any]], config: Dict[str, Any]) -> Dict[str, Any]:
     runs = [{k: v for k, v in r.items() if k != "fingerprint_doc"} for r in runs]
+    for r in runs:
+        for key in ("diagnostics", "diagnostics_selected_epoch"):
+            if isinstance(r.get(key), dict):
+                r[key] = with_kept_frac(r[key])
     return {"runs": runs, "summary": summarize(runs), "config": config, "dataset": config.get("dataset", "")}
 
 

@@ -8,7 +8,8 @@ has the same fingerprint (configuration, data content and code: :mod:`infoenh.tr
 is not retrained, and a line on stderr says so even under ``quiet``; a seed with a checkpoint of the
 same fingerprint resumes from it. A fingerprint that differs is refused with what differs. After
 every seed ``out/results.json`` is rewritten (atomically) with the seeds done so far. One process
-at a time writes to ``out`` (:func:`infoenh.train.lock.folder_lock`).
+at a time writes to ``out`` (:func:`infoenh.train.lock.folder_lock`). A seed on which Sinkhorn
+converged on fewer than 90% of the OT problems gets a warning (:class:`ConvergenceWarning`).
 """
 from __future__ import annotations
 
@@ -16,15 +17,23 @@ import dataclasses
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
 from .checkpoint import remove_leftovers, write_json
 from .config import TrainConfig, seeds_list
-from .fingerprint import fingerprint_hash, mismatch_error
+from .fingerprint import MODE_DEPENDENT, fingerprint_hash, host_defaults, mismatch_error
 from .lock import folder_lock
 from .results import format_table, results_doc
-from .trainer import RUN_JSON, fit, run_fingerprint
+from .trainer import RUN_JSON, fit, run_fingerprint, text_mode
+
+# a run on which Sinkhorn converged on a smaller share of the OT problems is warned about
+OT_CONVERGED_MIN = 0.9
+
+
+class ConvergenceWarning(UserWarning):
+    """Sinkhorn stopped at its iteration cap on many of a run's OT problems."""
 
 # Sizes of the SYNTHETIC testbed for --synthetic-scale (knobs of infoenh.data.synthetic.make_synthetic).
 SYNTHETIC_SCALES: Dict[str, Dict[str, Any]] = {
@@ -109,6 +118,26 @@ def infoenh_settings(cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
     return probe.settings()
 
 
+def host_settings(cfg: TrainConfig, ds) -> Dict[str, Any]:
+    """Every option of the host ``cfg`` builds: its constructor's keyword defaults (less the
+    arguments build_model sets: dims, modalities, InfoEnh, pooling, n_train) updated with
+    ``cfg.model_kwargs``; Self-MM's ``text_pool`` is ``"first"`` ([CLS]) when BERT is fine-tuned
+    and no ``text_pool`` is given, as :func:`infoenh.models.build_model` does."""
+    out = {k: v for k, v in host_defaults(cfg.model).items()}
+    if (cfg.model, "text_pool") in MODE_DEPENDENT and "text_pool" not in (cfg.model_kwargs or {}) \
+            and text_mode(cfg, ds) == "finetune":
+        out["text_pool"] = "first"
+    out.update(cfg.model_kwargs or {})
+    return json.loads(json.dumps(out, default=str))
+
+
+def _check_convergence(r: Dict[str, Any], seed: int) -> None:
+    frac = (r.get("diagnostics") or {}).get("ot_converged_frac")
+    if frac is not None and frac < OT_CONVERGED_MIN:
+        warnings.warn(f"Sinkhorn converged on only {100 * frac:.1f}% of the OT problems of seed {seed}; raise "
+                      "--ot-iters or --reg (or --ot-tol)", ConvergenceWarning, stacklevel=3)
+
+
 def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *, data_info: Optional[Dict] = None,
                 fresh: bool = False, log: Optional[Callable[[str], None]] = None,
                 fit_kwargs: Optional[Dict[str, Any]] = None, arm: Optional[str] = None) -> Dict[str, Any]:
@@ -117,8 +146,11 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
     Its ``config`` names the host, the arm (``arm``, else the one the InfoEnh variant and the
     modalities correspond to, :func:`infoenh.train.arms.arm_of`), every option, and InfoEnh's
     resolved settings (every switch and number, defaults filled in: InfoNCE reduction, Sinkhorn
-    iterations and stopping rule, ...); each run adds its precision, device, wall time, peak memory
-    and InfoEnh's diagnostics (kept fraction, OT convergence)."""
+    iterations and stopping rule, ...) and the host's (``host_settings``: Self-MM's ``heads``,
+    MISA's ``lengths``, ..., defaults filled in: :func:`host_settings`); each run adds its
+    precision, device, wall time, peak memory and InfoEnh's diagnostics (kept fraction, OT
+    convergence). A seed whose Sinkhorn converged on fewer than 90% of the OT problems is warned
+    about (:class:`ConvergenceWarning`)."""
     from .arms import arm_of
 
     seeds = seeds_list(seeds)
@@ -131,6 +163,7 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
         config = {"host": resolved.model, "arm": arm or arm_of(resolved.infoenh, resolved.modalities),
                   **{k: v for k, v in resolved.to_dict().items() if k not in ("seed", "quiet")},
                   "infoenh_settings": infoenh_settings(resolved, ds),
+                  "host_settings": host_settings(resolved, ds),
                   "seeds": seeds, **data_info,
                   "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
                   "std": "sample standard deviation over seeds (ddof=1)"}
@@ -150,8 +183,9 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
                 _say(f"[seed {s}] reusing the finished run in {run_dir} (same configuration, data and code)")
                 r = {**r, "reused": True}
             runs.append(r)
+            _check_convergence(r, s)
             write_json(results_doc(runs, config), out / "results.json")
         return results_doc(runs, config)
 
 
-__all__ = ["SYNTHETIC_SCALES", "load_data", "train_seeds", "format_table"]
+__all__ = ["SYNTHETIC_SCALES", "load_data", "train_seeds", "format_table", "host_settings", "ConvergenceWarning"]

@@ -364,7 +364,10 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``valid_loss``: the selection value of the selected epoch (``cfg.valid_loss``: rounded to 4
     decimals by default, as MMSA); ``test_loss`` is the same measure on ``test``.
     ``stopped_early``: stopped by patience (not by the epoch cap). ``wall_seconds``: this call,
-    evaluation included (``train_seconds`` adds up the epochs over resumes).
+    evaluation included (``train_seconds`` adds up the epochs over resumes), without the process's
+    one-time start-up (lazy imports, the CUDA context: :func:`_warm_up`), which would otherwise
+    make the first run of a process seconds slower than the next; the first run on a GPU may still
+    be a little slower (kernels and cuBLAS handles are created on first use).
     ``peak_memory_bytes``: CUDA, ``torch.cuda.max_memory_allocated`` since the start of this call
     (``peak_memory_kind="cuda_max_allocated"``); CPU, the process's peak resident size
     (``"cpu_maxrss_process"``: the whole process's peak so far, not this run's alone).
@@ -383,12 +386,13 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``return_model``: return ``(result, model)``, the model holding the selected epoch's weights
     (the ones the test metrics were computed with).
     """
-    t_start = time.perf_counter()
     cfg = cfg.resolved()
     log = log or ((lambda s: None) if cfg.quiet else (lambda s: print(s, flush=True)))
     _check_splits(ds)
     _check_accum(math.ceil(len(ds["train"]) / cfg.batch_size), cfg)
     device = resolve_device(cfg.device)
+    _warm_up(device)
+    t_start = time.perf_counter()
     _reset_peak_memory(device)
     run_dir = None if run_dir is None else Path(run_dir)
     if run_dir is None:
@@ -400,6 +404,29 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
         remove_leftovers(run_dir)
         return _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, stop_after_epochs, log,
                     return_model, t_start)
+
+
+def _warm_up(device: torch.device) -> None:
+    """The process's one-time start-up, done before :func:`fit` starts its clock so that the first
+    run of a process is not charged for it: the lazy imports of the first run (the metrics pull in
+    scikit-learn, ``torch.use_deterministic_algorithms`` torch's compiler stack: seconds on a CPU)
+    and, on CUDA, the creation of the CUDA context. A no-op after the first call."""
+    if device.type == "cuda" and device not in _WARM:
+        torch.cuda.init()
+        torch.zeros((), device=device)                    # the device's context
+        _WARM.add(device)
+    if "imports" in _WARM:
+        return
+    from .. import metrics, module  # noqa: F401
+    from ..data import make_loaders  # noqa: F401
+
+    # imports torch._inductor on first use; setting the current mode again changes nothing
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled(),
+                                       warn_only=torch.is_deterministic_algorithms_warn_only_enabled())
+    _WARM.add("imports")
+
+
+_WARM: set = set()
 
 
 def _reset_peak_memory(device: torch.device) -> None:
