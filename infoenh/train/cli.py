@@ -43,12 +43,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="batch size (default: the host's, " + ", ".join(f"{k} {v['batch_size']}" for k, v in
                                                                         TRAIN_DEFAULTS.items()) + ")")
-    p.add_argument("--accum-steps", type=int, default=None, help="batches per optimiser step (MMSA: selfmm 4, misa 2)")
+    p.add_argument("--accum-steps", type=int, default=None, help="batches per optimiser step (default: the host's; lf 1, selfmm 4 and misa 2 as MMSA)")
     p.add_argument("--lr", type=float, default=None, help="learning rate for every parameter group (default: the host's)")
     p.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: the host's)")
     p.add_argument("--grad-clip", type=float, default=None, help="gradient clipping threshold, 0 = off (default: the host's)")
     p.add_argument("--lr-schedule", choices=("none", "plateau"), default="none",
-                   help="plateau: halve the learning rate after 3 epochs without a better validation loss")
+                   help="none (default, MMSA) or plateau: halve the learning rate after 3 epochs without a better "
+                        "validation loss")
     p.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None,
                    help="build the model on these modalities only (missing-modality ablation)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available, else cpu")
@@ -82,7 +83,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--k", type=int, default=None, help="time steps kept by top-k pooling (InfoEnh default 16)")
     g.add_argument("--d", type=int, default=None, help="InfoEnh width d (default 128)")
     g.add_argument("--reg", type=float, default=None, help="entropic regularisation of the OT (default 0.1)")
-    g.add_argument("--alpha", type=float, default=None, help="weight of the InfoNCE terms (paper: 0.5)")
+    g.add_argument("--alpha", type=float, default=None, help="weight of the InfoNCE terms (default 0.5, the paper's)")
     g.add_argument("--fia-mode", choices=("token", "feature"), default=None, help="what FIA transports (default token)")
     g.add_argument("--ot-iters", type=int, default=None, help="Sinkhorn iteration cap (default: InfoEnh's, 100)")
     g.add_argument("--ot-tol", type=float, default=None,
@@ -213,5 +214,5 @@ def add_parser(subparsers) -> None:
     a.add_argument("--arms", nargs="+", choices=list(ARMS), default=None, metavar="ARM",
                    help="arms to run (default: all; each also runs the arms it is compared with): "
                         + "; ".join(f"{k} = {v['label']}" for k, v in ARMS.items()))
-    a.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples for the CI")
+    a.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples for the CI (default 10000)")
     a.set_defaults(func=cmd_ablate, resume_hint=_RESUME)
