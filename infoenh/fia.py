@@ -46,10 +46,10 @@ import torch
 from torch import Tensor
 
 from ._validate import MODALITIES, check_mask, check_modalities, check_number, check_same_batch, check_tensor
+from .ot import STOPS as OT_STOPS
 from .ot import cosine_cost, sinkhorn, unit_rows
 
 FIA_MODES = ("token", "feature")
-OT_STOPS = ("marginal", "scaling")
 OT_DEFAULT_TOL = {"marginal": 1e-6, "scaling": 1e-2}   # POT-style tolerance / the paper's delta
 OT_MAX_ITER = 100                                       # Sinkhorn's iteration cap for fia and InfoEnh
 

@@ -65,6 +65,8 @@ _F32_SPAN = 1e3
 # Beyond this max|C| / reg, problems that miss tol get a warning: Sinkhorn needs on the order of
 # max|C| / reg iterations there, so the cause is almost always reg too small for the cost's scale.
 _WARN_SPAN = 1e4
+# the stopping rules of :func:`sinkhorn`: POT's marginal error, the paper's change of the scaling vector
+STOPS = ("marginal", "scaling")
 
 
 class SinkhornResult(NamedTuple):
@@ -169,7 +171,7 @@ def sinkhorn(
     check_positive_int(check_every, "check_every")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
-    if stop not in ("marginal", "scaling"):
+    if stop not in STOPS:
         raise ValueError(f"stop must be 'marginal' (POT's rule) or 'scaling' (the paper's rule), got {stop!r}")
     *batch, n, m = cost.shape
     if n == 0 or m == 0 or math.prod(batch) == 0:

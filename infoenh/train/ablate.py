@@ -22,7 +22,7 @@ from .arms import ARMS, arm_config, isolates, references, with_references
 from .checkpoint import write_json
 from .config import TrainConfig, seeds_list
 from .lock import folder_lock
-from .results import COLUMNS
+from .results import COLUMNS, with_kept_frac
 from .runner import _say, train_seeds
 from .stats import paired_comparison
 
@@ -186,9 +186,8 @@ def arm_diagnostics(arm_doc: Dict[str, Any]) -> Dict[str, Optional[float]]:
     """Mean over an arm's seeds of what its runs recorded: FIB's kept fraction (averaged over the
     modalities), the fraction of OT problems that converged, wall time and peak memory."""
     runs = arm_doc["runs"]
-    diags = [r.get("diagnostics") or {} for r in runs]
-    kept = [_mean([v for k, v in d.items() if k.startswith("kept_frac_")]) for d in diags]
-    return {"kept_frac": _mean(kept), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
+    diags = [with_kept_frac(r.get("diagnostics")) for r in runs]
+    return {"kept_frac": _mean([d.get("kept_frac") for d in diags]), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
             "wall_seconds": _mean([r.get("wall_seconds") for r in runs]),
             "peak_memory_bytes": _mean([r.get("peak_memory_bytes") for r in runs])}
 

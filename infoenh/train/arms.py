@@ -35,7 +35,7 @@ ARMS: Dict[str, Dict[str, Any]] = {
 }
 for _m in MODALITIES:
     ARMS[f"no_{_m}"] = {"infoenh": "none", "drop": _m, "label": f"w/o {_m}"}
-    ARMS[f"no_{_m}_plumbing"] = {"infoenh": "plumbing", "drop": _m, "label": f"w/o {_m}, gate open, no InfoNCE, no FIA"}
+    ARMS[f"no_{_m}_plumbing"] = {"infoenh": "plumbing", "drop": _m, "label": f"w/o {_m}, {ARMS['plumbing']['label']}"}
     ARMS[f"no_{_m}_full"] = {"infoenh": "full", "drop": _m, "label": f"w/o {_m} +InfoEnh"}
 
 # what the difference (arm - reference) measures

@@ -24,7 +24,10 @@ import warnings
 
 from .._validate import MODALITIES
 from ..models.registry import MODELS, TRAIN_DEFAULTS
-from .config import ACCUM_TAILS, CLIP_AT, VALID_LOSSES, InactiveOptionWarning, inactive_options
+from ..fia import FIA_MODES, OT_STOPS
+from ..infonce import REDUCTIONS
+from .config import (ACCUM_TAILS, CLI_INFOENH_OPTIONS, CLIP_AT, HOST_OPTIONS, VALID_LOSSES, InactiveOptionWarning,
+                     inactive_options)
 
 
 _RESUME = ("re-run the same command to resume: every seed continues from its last finished epoch (checkpoints "
@@ -73,10 +76,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     t.add_argument("--valid-loss", choices=VALID_LOSSES, default=None,
                    help="the validation loss that selects the epoch: mmsa (mean of batch means rounded to 4 "
                         "decimals, as MMSA; default), batch_mean (unrounded) or sample_mean (per-sample mean)")
-    t.add_argument("--misa-lengths", choices=("text", "own"), default=None,
+    t.add_argument("--misa-lengths", choices=HOST_OPTIONS["lengths"][2], default=None,
                    help="--model misa only: read audio and vision up to the text's length (text, MMSA's packing, "
                         "default) or with their own masks (own)")
-    t.add_argument("--selfmm-heads", choices=("unimodal", "enhanced"), default=None,
+    t.add_argument("--selfmm-heads", choices=HOST_OPTIONS["heads"][2], default=None,
                    help="--model selfmm only, with InfoEnh: the unimodal heads read each modality's own filtered "
                         "rows (unimodal, default) or the pooled enhanced sequence (enhanced)")
     g = p.add_argument_group("InfoEnh")
@@ -84,15 +87,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--d", type=int, default=None, help="InfoEnh width d (default 128)")
     g.add_argument("--reg", type=float, default=None, help="entropic regularisation of the OT (default 0.1)")
     g.add_argument("--alpha", type=float, default=None, help="weight of the InfoNCE terms (default 0.5, the paper's)")
-    g.add_argument("--fia-mode", choices=("token", "feature"), default=None, help="what FIA transports (default token)")
+    g.add_argument("--fia-mode", choices=FIA_MODES, default=None, help="what FIA transports (default token)")
     g.add_argument("--ot-iters", type=int, default=None, help="Sinkhorn iteration cap (default: InfoEnh's, 100)")
     g.add_argument("--ot-tol", type=float, default=None,
                    help="threshold of Sinkhorn's stopping rule, > 0 (default: 1e-6 for --ot-stop marginal, 0.01 for "
                         "scaling)")
-    g.add_argument("--ot-stop", choices=("marginal", "scaling"), default=None,
+    g.add_argument("--ot-stop", choices=OT_STOPS, default=None,
                    help="Sinkhorn's stopping rule: marginal (POT's marginal error, default) or scaling (the "
                         "paper's mean change of the scaling vector)")
-    g.add_argument("--infonce-reduction", choices=("mean", "sum"), default=None,
+    g.add_argument("--infonce-reduction", choices=REDUCTIONS, default=None,
                    help="InfoNCE over a batch's anchors: mean (default; alpha means the same at any batch size) "
                         "or sum (eq. 5 literally)")
     g.add_argument("--straight-through", action="store_true",
@@ -107,33 +110,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-# flag (argparse dest) -> InfoEnh keyword; a key is set only when its flag is given, so a run
-# without the flag keeps the fingerprint it had before the flag existed
-_IE_FLAGS = ("k", "d", "reg", "alpha", "fia_mode", "ot_iters", "ot_tol", "ot_stop", "infonce_reduction")
-# flag -> (host keyword, the host it belongs to)
-_HOST_FLAGS = {"misa_lengths": ("lengths", "misa"), "selfmm_heads": ("heads", "selfmm")}
+def _given(args, dest: str):
+    """The value of a flag, or None when it was not given (a store_true flag left off is False)."""
+    v = getattr(args, dest, None)
+    return None if v is False else v
 
 
 def _model_kwargs(args) -> dict:
-    """Host keywords from ``--misa-lengths`` / ``--selfmm-heads``; each only with its host."""
-    out = {}
-    for flag, (key, host) in _HOST_FLAGS.items():
-        v = getattr(args, flag, None)
-        if v is None:
-            continue
-        if args.model != host:
-            name = "--" + flag.replace("_", "-")
-            raise ValueError(f"{name} applies to --model {host} only (this run is --model {args.model}); drop {name}")
-        out[key] = v
-    return out
+    """Host keywords from ``--misa-lengths`` / ``--selfmm-heads``, each only when given (the
+    configuration refuses one given to the wrong host: ``TrainConfig.resolved``)."""
+    dests = {key: flag[2:].replace("-", "_") for key, (flag, _, _) in HOST_OPTIONS.items()}
+    return {key: _given(args, d) for key, d in dests.items() if _given(args, d) is not None}
 
 
 def _config(args, infoenh: str):
     from .config import TrainConfig
 
-    ie = {k: getattr(args, k) for k in _IE_FLAGS if getattr(args, k) is not None}
-    if args.straight_through:
-        ie["straight_through"] = True
+    # a key is set only when its flag is given: a run without the flag keeps the fingerprint it had
+    # before the flag existed
+    ie = {k: _given(args, k) for k in CLI_INFOENH_OPTIONS if _given(args, k) is not None}
     return TrainConfig(model=args.model, infoenh=infoenh, modalities=tuple(args.modalities or MODALITIES),
                        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,

@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .._validate import MODALITIES, check_modalities
+from ..fia import FIA_MODES, OT_STOPS
+from ..infonce import REDUCTIONS
+from ..models.misa import LENGTHS
 from ..models.registry import MODELS, TRAIN_DEFAULTS, VARIANTS
+from ..models.selfmm import HEADS
 
 CLIP_MODES = ("norm", "value")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -176,15 +180,19 @@ _IE_RANGES = {
 }
 # InfoEnh options with a fixed set of values: name -> (CLI flag, choices)
 _IE_CHOICES = {
-    "infonce_reduction": ("--infonce-reduction", ("mean", "sum")),
-    "ot_stop": ("--ot-stop", ("marginal", "scaling")),
-    "fia_mode": ("--fia-mode", ("token", "feature")),
+    "infonce_reduction": ("--infonce-reduction", REDUCTIONS),
+    "ot_stop": ("--ot-stop", OT_STOPS),
+    "fia_mode": ("--fia-mode", FIA_MODES),
     "straight_through": ("--straight-through", (True, False)),
 }
+# the InfoEnh options the CLI exposes (infoenh_kwargs keys; the flag is --<key with dashes>), in
+# the order of its --help; a key is set only when its flag is given
+CLI_INFOENH_OPTIONS = ("k", "d", "reg", "alpha", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "infonce_reduction",
+                       "straight_through")
 # host options the CLI exposes: model_kwargs key -> (CLI flag, the host it belongs to, choices)
-_MODEL_CHOICES = {
-    "lengths": ("--misa-lengths", "misa", ("text", "own")),
-    "heads": ("--selfmm-heads", "selfmm", ("unimodal", "enhanced")),
+HOST_OPTIONS = {
+    "lengths": ("--misa-lengths", "misa", LENGTHS),
+    "heads": ("--selfmm-heads", "selfmm", HEADS),
 }
 _FIA_VARIANTS = ("full", "no_fib", "fia_only")
 
@@ -220,9 +228,9 @@ def _check_numbers(c: "TrainConfig") -> None:
 def _check_model_kwargs(c: "TrainConfig") -> None:
     """Host options given to the right host, with a valid value (each names its CLI flag)."""
     for name, v in (c.model_kwargs or {}).items():
-        if name not in _MODEL_CHOICES:
+        if name not in HOST_OPTIONS:
             continue
-        flag, host, choices = _MODEL_CHOICES[name]
+        flag, host, choices = HOST_OPTIONS[name]
         if c.model != host:
             raise ValueError(f"{flag} applies to --model {host} only (this run is --model {c.model}); drop {flag}")
         if v not in choices:
@@ -236,22 +244,18 @@ class InactiveOptionWarning(UserWarning):
 # InfoEnh options (infoenh_kwargs key) by the part of InfoEnh that reads them
 _FIA_OPTIONS = ("reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol")
 _GATE_OPTIONS = ("straight_through", "alpha", "infonce_reduction", "tau")
-_IE_FLAG_ORDER = ("k", "d", "reg", "alpha", "tau", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "infonce_reduction",
-                  "straight_through")
 # the CLI switch that chose each InfoEnh variant
 _VARIANT_SWITCH = {"none": "--no-infoenh", "plumbing": "--plumbing", "no_fib": "--no-fib", "fia_only": "--no-fib",
                    "no_fia": "--no-fia", "fib_only": "--no-fia"}
 _NO_FIA = ("none", "plumbing", "no_fia", "fib_only")
+# the order of inactive_options' messages: the CLI's, with tau (no flag) next to alpha
+_MESSAGE_ORDER = CLI_INFOENH_OPTIONS[:4] + ("tau",) + CLI_INFOENH_OPTIONS[4:]
 _NO_GATE = ("none", "plumbing", "no_fib", "fia_only")
-
-
-_CLI_IE = ("k", "d", "reg", "alpha", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "infonce_reduction",
-           "straight_through")
 
 
 def _flag(name: str) -> str:
     """The CLI flag of an InfoEnh option; ``infoenh_kwargs['tau']`` for one the CLI does not expose."""
-    return "--" + name.replace("_", "-") if name in _CLI_IE else f"infoenh_kwargs[{name!r}]"
+    return "--" + name.replace("_", "-") if name in CLI_INFOENH_OPTIONS else f"infoenh_kwargs[{name!r}]"
 
 
 def inactive_options(cfg: "TrainConfig") -> list:
@@ -264,8 +268,8 @@ def inactive_options(cfg: "TrainConfig") -> list:
     each (:class:`InactiveOptionWarning`); ``infoenh ablate`` does not, its arms differ on purpose."""
     variant = cfg.infoenh
     switch = _VARIANT_SWITCH.get(variant, f"--infoenh {variant}")
-    given = [k for k in _IE_FLAG_ORDER if (cfg.infoenh_kwargs or {}).get(k) is not None]
-    given += sorted(k for k, v in (cfg.infoenh_kwargs or {}).items() if k not in _IE_FLAG_ORDER and v is not None)
+    given = [k for k in _MESSAGE_ORDER if (cfg.infoenh_kwargs or {}).get(k) is not None]
+    given += sorted(k for k, v in (cfg.infoenh_kwargs or {}).items() if k not in _MESSAGE_ORDER and v is not None)
     out = []
     for k in given:
         if variant == "none":

@@ -103,7 +103,7 @@ def _done(run_dir: Path, cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
     return r
 
 
-def infoenh_settings(cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
+def infoenh_settings(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
     """Every switch and number of the InfoEnh module ``cfg`` builds (defaults filled in), or None
     without InfoEnh. Builds the module alone on the encoders' widths (cheap: no host, no BERT)."""
     from ..models.registry import infoenh_config
@@ -113,8 +113,7 @@ def infoenh_settings(cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
         return None
     from ..module import InfoEnh
 
-    mods = tuple(cfg.modalities)
-    probe = InfoEnh({m: 1 for m in mods}, **{k: v for k, v in kw.items() if k != "in_dims"})
+    probe = InfoEnh({m: 1 for m in cfg.modalities}, **{k: v for k, v in kw.items() if k != "in_dims"})
     return probe.settings()
 
 
@@ -123,7 +122,7 @@ def host_settings(cfg: TrainConfig, ds) -> Dict[str, Any]:
     arguments build_model sets: dims, modalities, InfoEnh, pooling, n_train) updated with
     ``cfg.model_kwargs``; Self-MM's ``text_pool`` is ``"first"`` ([CLS]) when BERT is fine-tuned
     and no ``text_pool`` is given, as :func:`infoenh.models.build_model` does."""
-    out = {k: v for k, v in host_defaults(cfg.model).items()}
+    out = host_defaults(cfg.model)
     if (cfg.model, "text_pool") in MODE_DEPENDENT and "text_pool" not in (cfg.model_kwargs or {}) \
             and text_mode(cfg, ds) == "finetune":
         out["text_pool"] = "first"
@@ -162,7 +161,7 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
                                        else "in-memory data", "synthetic": bool(getattr(ds, "synthetic", False))})
         config = {"host": resolved.model, "arm": arm or arm_of(resolved.infoenh, resolved.modalities),
                   **{k: v for k, v in resolved.to_dict().items() if k not in ("seed", "quiet")},
-                  "infoenh_settings": infoenh_settings(resolved, ds),
+                  "infoenh_settings": infoenh_settings(resolved),
                   "host_settings": host_settings(resolved, ds),
                   "seeds": seeds, **data_info,
                   "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
