@@ -23,14 +23,14 @@ if not HTML.is_dir():
 def _book_numbers(page: Path):
     """(exercise numbers, numbers of the exercises the solutions answer) on a built page."""
     html = page.read_text(encoding="utf-8")
-    exercises = [int(n) for n in re.findall(r'<span class="caption-number">Exercise (\d+)\s*</span>', html)]
-    solutions = [int(n) for n in re.findall(r"Solution to<a[^>]*>\s*Exercise (\d+)", html)]
+    exercises = re.findall(r'<span class="caption-number">Exercise (\d+\.\d+)\s*</span>', html)
+    solutions = re.findall(r"Solution to<a[^>]*>\s*Exercise (\d+\.\d+)", html)
     return exercises, solutions
 
 
 @pytest.mark.parametrize("ipynb", IPYNB_FILES, ids=lambda p: p.name)
 def test_exercise_and_solution_numbers_match_the_book(ipynb):
     md = "\n".join(c.source for c in nbformat.read(ipynb, as_version=4).cells if c.cell_type == "markdown")
-    colab = ([int(n) for n in re.findall(r"^\*\*Exercise (\d+)", md, re.M)],
-             [int(n) for n in re.findall(r"<summary>Solution to Exercise (\d+)", md)])
+    colab = (re.findall(r"^\*\*Exercise (\d+\.\d+)", md, re.M),
+             re.findall(r"<summary>Solution to Exercise (\d+\.\d+)", md)])
     assert colab == _book_numbers(HTML / f"{ipynb.stem}.html"), ipynb.name

@@ -20,7 +20,7 @@ BIB = parse_bibtex(r"""
 COLAB = "https://colab.research.google.com/github/me/book/blob/main/notebooks/"
 
 
-def _ctx(doc="notebooks/02_b", numbers=(4, 5)):
+def _ctx(doc="notebooks/02_b", numbers=("2.1", "2.2")):
     links = Links(
         bib=BIB,
         titles={"notebooks/01_a": "Chapter A", "notebooks/02_b": "Chapter B", "book/intro": "Intro"},
@@ -29,7 +29,7 @@ def _ctx(doc="notebooks/02_b", numbers=(4, 5)):
         sections={"sec-testbed": Section("notebooks/01_a", "The testbed", 3),
                   "sec-later": Section("notebooks/02_b", "Later on", 9)},
         exercises={"ex-first": ("notebooks/02_b", numbers[0]), "ex-second": ("notebooks/02_b", numbers[1]),
-                   "ex-elsewhere": ("notebooks/01_a", 1)},
+                   "ex-elsewhere": ("notebooks/01_a", "1.1")},
         numbers={"notebooks/02_b": list(numbers)},
     )
     return CellContext(doc, links, cell=5)
@@ -70,7 +70,7 @@ def test_doc_and_ref_become_links_or_titles():
     assert convert_cell("see {ref}`sec-later`", ctx) == "see the section \u201cLater on\u201d below"
     ctx.cell = 12
     assert convert_cell("see {ref}`sec-later`", ctx) == "see the section \u201cLater on\u201d above"
-    assert convert_cell("{ref}`ex-elsewhere`", ctx) == f"[Exercise 1]({COLAB}01_a.ipynb)"
+    assert convert_cell("{ref}`ex-elsewhere`", ctx) == f"[Exercise 1.1]({COLAB}01_a.ipynb)"
     with pytest.raises(MystConversionError, match="no-such"):
         convert_cell("{ref}`no-such`", ctx)
     with pytest.raises(MystConversionError, match="03_c"):
@@ -82,9 +82,9 @@ def test_exercises_are_numbered_as_in_the_book_and_solutions_collapse():
     source = ("```{exercise}\n:label: ex-first\n\nCompute $x_{i}$.\n```\n\n"
               "````{solution} ex-first\n:class: dropdown\n\nIt is {cite}`xie2024infoenh`:\n```python\nx = 1\n```\n````")
     assert convert_cell(source, ctx) == (
-        "**Exercise 4**\n\nCompute $x_{i}$.\n\n<details>\n<summary>Solution to Exercise 4</summary>\n\n"
+        "**Exercise 2.1**\n\nCompute $x_{i}$.\n\n<details>\n<summary>Solution to Exercise 2.1</summary>\n\n"
         "It is (Xie et al., 2024):\n```python\nx = 1\n```\n\n</details>")
-    assert convert_cell("```{exercise} Rounding\n:label: ex-second\nGo.\n```", ctx) == "**Exercise 5 (Rounding)**\n\nGo."
+    assert convert_cell("```{exercise} Rounding\n:label: ex-second\nGo.\n```", ctx) == "**Exercise 2.2 (Rounding)**\n\nGo."
 
 
 def test_gated_solution_spans_cells():
@@ -92,7 +92,7 @@ def test_gated_solution_spans_cells():
     collapses, the end marker leaves nothing behind."""
     ctx = _ctx()
     start = convert_cell("```{solution-start} ex-second\n:class: dropdown\n```\n\nHalf to even: $0.5 \\to 0$.", ctx)
-    assert start == "<details>\n<summary>Solution to Exercise 5</summary>\n\nHalf to even: $0.5 \\to 0$.\n\n</details>"
+    assert start == "<details>\n<summary>Solution to Exercise 2.2</summary>\n\nHalf to even: $0.5 \\to 0$.\n\n</details>"
     assert ctx.open_solution
     assert convert_cell("```{solution-end}\n```", ctx) == ""
     assert ctx.open_solution is None

@@ -4,8 +4,9 @@
   ``_config.yml``'s ``repository`` (``url``, ``branch``, ``path_to_book``) and
   ``launch_buttons.colab_url``, the same keys Jupyter Book builds its launch buttons from;
 - :class:`BookIndex`: the documents in ``_toc.yml`` order, their titles, the ``(label)=`` sections,
-  and the exercises numbered as sphinx-exercise numbers them (one count through the whole book,
-  in table-of-contents order, since the book's table of contents is not numbered).
+  the chapter numbers and the exercises numbered as the book numbers them: chapter by chapter
+  ("Exercise 5.2"), since ``_toc.yml``'s parts are ``numbered`` (one count through the parts) and
+  ``numfig_secnum_depth`` is 1.
 """
 from __future__ import annotations
 
@@ -95,6 +96,25 @@ def toc_documents(root: Path) -> List[str]:
     return [re.sub(r"\.(md|ipynb)$", "", d) for d in docs]
 
 
+def toc_chapter_numbers(root: Path) -> Dict[str, int]:
+    """The number the book gives each document of a ``numbered`` part (or ``numbered`` top-level
+    chapter list): one count through all numbered parts, as Jupyter Book's multi-toc numbering does."""
+    toc = _yaml(Path(root) / "_toc.yml")
+    numbers: Dict[str, int] = {}
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                numbers[re.sub(r"\.(md|ipynb)$", "", entry["file"])] = len(numbers) + 1
+
+    for part in toc.get("parts") or []:
+        if part.get("numbered"):
+            walk(part.get("chapters"))
+    if toc.get("numbered"):
+        walk(toc.get("chapters"))
+    return numbers
+
+
 def markdown_cells(path: Path) -> List[Optional[str]]:
     """The markdown of each cell of a MyST document (None for code cells); a plain MyST page is
     one cell."""
@@ -134,10 +154,11 @@ class BookIndex:
         titles: Dict[str, str] = {}
         urls: Dict[str, str] = {}
         sections: Dict[str, Section] = {}
-        exercises: Dict[str, Tuple[str, int]] = {}
-        numbers: Dict[str, List[Optional[int]]] = {}
-        count = 0
+        exercises: Dict[str, Tuple[str, str]] = {}
+        numbers: Dict[str, List[Optional[str]]] = {}
+        chapters = toc_chapter_numbers(root)
         for doc in docs:
+            count = 0
             path = root / f"{doc}.md"
             if not path.exists():
                 raise BookConfigError(f"_toc.yml lists {doc}, but {path.name} is not there")
@@ -154,8 +175,12 @@ class BookIndex:
                         continue
                     number = None
                     if "nonumber" not in d.options:
+                        if doc not in chapters:
+                            raise BookConfigError(
+                                f"{doc} has a numbered exercise but is not in a numbered part of _toc.yml: "
+                                "exercises are numbered by chapter (add `numbered: 1` to its part)")
                         count += 1
-                        number = count
+                        number = f"{chapters[doc]}.{count}"
                     numbers[doc].append(number)
                     if d.options.get("label"):
                         exercises[d.options["label"]] = (doc, number)

@@ -65,12 +65,14 @@ SOLUTION_TITLE = "# @title Solution: double-click this title (or 'Show code') to
 
 # first line of the install cell in the Colab edition (the book removes that cell: tag remove-cell)
 INSTALL_TITLE = "# @title Install infoenh (runs on Colab only; double-click to see the code)"
+# cells the book folds (`hide-input`: plotting code) fold in Colab too, behind this title
+FIGURE_TITLE = "# @title Code for the figure below (double-click to see it)"
 
 
 def without_colab_title(source: str) -> str:
     """A code cell's source without the title line the Colab edition adds (install, solutions)."""
     first, _, rest = source.partition("\n")
-    return rest if first in (SOLUTION_TITLE, INSTALL_TITLE) else source
+    return rest if first in (SOLUTION_TITLE, INSTALL_TITLE, FIGURE_TITLE) else source
 
 
 def install_cell_source(repo: Repository) -> str:
@@ -135,8 +137,10 @@ def colab_notebook(md_path: Path, index: BookIndex,
                 cells.append(nbformat.v4.new_markdown_cell(text, metadata=meta))
         elif cell.cell_type == "code":
             source = cell.source
-            title = (SOLUTION_TITLE if "solution" in meta.get("tags", []) else
-                     INSTALL_TITLE if not any(c.cell_type == "code" for c in cells) else None)
+            tags = meta.get("tags", [])
+            title = (SOLUTION_TITLE if "solution" in tags else
+                     INSTALL_TITLE if not any(c.cell_type == "code" for c in cells) else
+                     FIGURE_TITLE if "hide-input" in tags else None)
             if title:
                 # Colab's form view shows the title and hides the code until the reader opens it
                 meta["cellView"] = "form"

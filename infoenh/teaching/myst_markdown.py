@@ -6,8 +6,10 @@ rewrites one markdown cell the way the book presents it:
 
 - ``{cite}``/``{cite:p}`` -> "(Xie et al., 2024)", ``{cite:t}`` -> "Xie et al. (2024)", linked to the
   paper when ``references.bib`` has an address for it;
+- ``{glue:text}`name:.2f``` -> `` `name` ``: the value is computed by the chapter, whose cell prints
+  ``name = value`` off the book (:func:`infoenh.teaching.glue.glue`);
 - ``{doc}`` -> a link to that chapter (its Colab page for a notebook), ``{ref}`` -> the section's title;
-- ``{exercise}`` -> a bold "Exercise N" (numbered as the book numbers them), ``{solution}`` and the
+- ``{exercise}`` -> a bold "Exercise 5.2" (numbered by chapter, as the book numbers them), ``{solution}`` and the
   gated ``{solution-start}`` ... ``{solution-end}`` -> a collapsed ``<details>`` block;
 - admonitions -> a blockquote with a bold title (a collapsed block for ``:class: dropdown``);
 - ``(label)=`` targets and ``%`` comments are dropped; math stays as ``$...$`` and ``$$...$$``.
@@ -189,8 +191,8 @@ class Links:
     titles: Dict[str, str]                     # docname -> title
     urls: Dict[str, str]                       # docname -> link (Colab page or repository file)
     sections: Dict[str, Section]               # label -> section
-    exercises: Dict[str, Tuple[str, int]]      # exercise label -> (docname, number in the book)
-    numbers: Dict[str, List[Optional[int]]]    # docname -> number of each exercise, in order
+    exercises: Dict[str, Tuple[str, str]]      # exercise label -> (docname, number in the book: "5.2")
+    numbers: Dict[str, List[Optional[str]]]    # docname -> number of each exercise, in order
 
 
 @dataclass
@@ -274,6 +276,10 @@ def _role(name: str, body: str, ctx: CellContext) -> str:
     if name in ("term", "abbr"):
         text, target = _explicit(body)
         return text or re.sub(r"\s*\(.*\)$", "", target)
+    if name in ("glue", "glue:", "glue:text"):
+        # a value computed by a cell (infoenh.teaching.glue), which prints "name = value" off the
+        # book: the prose names it
+        return f"`{body.split(':', 1)[0].strip()}`"
     raise MystConversionError(f"{ctx.doc}: the {{{name}}} role has no plain-Markdown rendering")
 
 
@@ -295,7 +301,7 @@ def _quote(title: str, body: str) -> str:
     return "\n".join(f"> {line}".rstrip() for line in lines)
 
 
-def _next_exercise_number(ctx: CellContext) -> Optional[int]:
+def _next_exercise_number(ctx: CellContext) -> Optional[str]:
     numbers = ctx.links.numbers.get(ctx.doc, [])
     number = numbers[ctx.exercise] if ctx.exercise < len(numbers) else None
     ctx.exercise += 1

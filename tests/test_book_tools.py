@@ -1,0 +1,133 @@
+"""The tools the chapters use to read as a book: glue (numbers in prose bound to the cells that
+compute them), one figure style sized for the column, and exercises numbered by chapter, the same
+in the book, the Colab edition and the student versions."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from infoenh.teaching.glue import GLUE_PREFIX
+from infoenh.teaching import figsize, glue, use_book_style
+from infoenh.teaching.book_index import BookConfigError, BookIndex, toc_chapter_numbers
+from infoenh.teaching.myst_markdown import CellContext, convert_cell
+from infoenh.teaching.student import write_student_versions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Shell:
+    def __init__(self):
+        self.shown = []
+
+
+@pytest.fixture
+def shell(monkeypatch):
+    """A stand-in IPython: records what glue displays."""
+    sh = _Shell()
+    import IPython
+    import IPython.display
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: sh)
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False, metadata=None: sh.shown.append((obj, metadata)))
+    return sh
+
+
+def test_glue_records_the_value_as_myst_nb_reads_it(shell, monkeypatch, capsys):
+    monkeypatch.setenv("INFOENH_BOOK_BUILD", "1")
+    assert glue("recall", np.float32(0.25)) == np.float32(0.25)
+    (bundle, meta), = shell.shown
+    assert bundle == {"application/papermill.record/text/plain": "0.25"}
+    assert meta == {"scrapbook": {"name": "recall", "mime_prefix": "application/papermill.record/"}}
+    assert capsys.readouterr().out == ""          # the book shows the value in the prose only
+    monkeypatch.setenv("INFOENH_BOOK_BUILD", "0")
+    glue("n_clips", torch.tensor(192))
+    assert capsys.readouterr().out == "n_clips = 192\n"   # off the book the student sees it
+
+
+@pytest.mark.parametrize("value, error", [
+    (float("nan"), "nan"), (np.inf, "inf"), (np.ones(3), "scalar"), (torch.ones(2), "scalar"),
+    ([1, 2], "real number"), (True, "real number"),
+])
+def test_glue_refuses_what_prose_cannot_state(shell, value, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        glue("x", value)
+
+
+def test_glue_refuses_a_name_myst_cannot_refer_to(shell):
+    with pytest.raises(ValueError, match="glue name"):
+        glue("two words", 1.0)
+
+
+def test_glue_outside_ipython_just_returns(monkeypatch):
+    import IPython
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert glue("x", 3) == 3
+    assert GLUE_PREFIX == "application/papermill.record/"
+
+
+def test_figsize_fits_the_column_and_refuses_unreadable_grids():
+    w, h = figsize(2, 3)
+    assert w <= 9.0 and h == pytest.approx(2 * 3.0)
+    with pytest.raises(ValueError, match="side by side"):
+        figsize(1, 4)
+    with pytest.raises(ValueError, match="wider"):
+        figsize(width=12)
+
+
+def test_book_style_sets_one_theme():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    use_book_style()
+    rc = matplotlib.rcParams
+    assert tuple(rc["figure.figsize"]) == figsize()
+    assert rc["figure.dpi"] == 100 and rc["axes.grid"]
+
+
+def test_chapters_are_numbered_in_reading_order():
+    numbers = toc_chapter_numbers(ROOT)
+    chapters = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
+    assert [numbers[f"notebooks/{c}"] for c in chapters] == list(range(1, len(chapters) + 1))
+    assert "book/glossary" not in numbers and "book/intro" not in numbers
+
+
+def test_exercises_are_numbered_by_chapter():
+    index = BookIndex.load(ROOT)
+    chapters = toc_chapter_numbers(ROOT)
+    seen = 0
+    for doc, numbers in index.links.numbers.items():
+        if numbers:
+            assert numbers == [f"{chapters[doc]}.{i}" for i in range(1, len(numbers) + 1)], doc
+            seen += len(numbers)
+    assert seen >= 9
+
+
+def test_a_numbered_exercise_outside_a_numbered_part_is_an_error(tmp_path):
+    for name in ("_config.yml", "references.bib"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nparts:\n  - caption: A\n    chapters:\n      - file: a\n")
+    (tmp_path / "intro.md").write_text("# Intro\n")
+    (tmp_path / "a.md").write_text("# A\n\n```{exercise}\n:label: ex-a\nDo it.\n```\n")
+    with pytest.raises(BookConfigError, match="numbered part"):
+        BookIndex.load(tmp_path)
+
+
+def test_student_versions_carry_the_book_numbers(tmp_path):
+    colab = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    index = BookIndex.load(ROOT)
+    for path in write_student_versions(colab, tmp_path):
+        md = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        want = [n for n in index.links.numbers[f"notebooks/{path.stem}"] if n]
+        assert re.findall(r"^\*\*Exercise (\d+\.\d+)", md, re.M) == want, path.name
+
+
+def test_glue_roles_name_the_value_in_colab():
+    index = BookIndex.load(ROOT)
+    ctx = CellContext("notebooks/01_task", index.links, cell=3)
+    assert convert_cell("Recall is {glue:text}`recall_v:.2f` here.", ctx) == "Recall is `recall_v` here."
