@@ -8,7 +8,7 @@ text, audio, vision (skipping itself and absent modalities):
 
     E'_text = concat(E_text, E_text->audio, E_text->vision)          [B, k, M*d]
 
-Two readings of "what is transported" ship (see the book's method notes):
+Two readings of "what is transported" ship (compared in the book's chapter 5 and its reproducibility page):
 
 - ``mode="token"`` (default): the k time steps are the points, P in R^{k x k}, and each step of
   modality i is mapped to the barycentre of the steps of j it sends mass to (Courty et al. 2017):

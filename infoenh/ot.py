@@ -15,23 +15,23 @@ solution is :math:`P^\star = \operatorname{diag}(u) K \operatorname{diag}(v)` wi
 .. math::
     v \leftarrow b \oslash K^\top u, \qquad u \leftarrow a \oslash K v .
 
-Written with log-scalings :math:`\alpha = \log u`, :math:`\beta = \log v` (the dual potentials
+Written with log-scalings :math:`\varphi = \log u`, :math:`\psi = \log v` (the dual potentials
 divided by :math:`\varepsilon`) the same steps are
 
 .. math::
-    \beta_j \leftarrow \log b_j - \operatorname{LSE}_i(\alpha_i - C_{ij}/\varepsilon), \qquad
-    \alpha_i \leftarrow \log a_i - \operatorname{LSE}_j(\beta_j - C_{ij}/\varepsilon),
+    \psi_j \leftarrow \log b_j - \operatorname{LSE}_i(\varphi_i - C_{ij}/\varepsilon), \qquad
+    \varphi_i \leftarrow \log a_i - \operatorname{LSE}_j(\psi_j - C_{ij}/\varepsilon),
 
 which never underflow, but cost an ``exp`` per entry per step. The solver below keeps the log
 form as its state and does the arithmetic in the cheap scaling form on an *absorbed* kernel
-:math:`\tilde K = e^{\alpha \oplus \beta - C/\varepsilon}` (Schmitzer, 2019): between two checks
+:math:`\tilde K = e^{\varphi \oplus \psi - C/\varepsilon}` (Schmitzer, 2019): between two checks
 (every ``check_every`` steps) it runs plain scaling steps on :math:`\tilde K` with relative
 scalings that start at 1. At each check it verifies that every relative scaling of every step
 stayed inside a safe range (through a bound from the block's first two steps, see
-:func:`_iterate_bounds`, or exactly when the bound is not enough); if so, the block is kept (and folded into :math:`\alpha, \beta` once
+:func:`_iterate_bounds`, or exactly when the bound is not enough); if so, the block is kept (and folded into :math:`\varphi, \psi` once
 the scalings drift far from 1), otherwise the block is thrown away and recomputed with the
 log-sum-exp steps. Either way the iterates are the ones of POT's ``sinkhorn_knopp`` /
-``sinkhorn_log``, the plan :math:`e^{\alpha \oplus \beta - C/\varepsilon}` is always finite, and
+``sinkhorn_log``, the plan :math:`e^{\varphi \oplus \psi - C/\varepsilon}` is always finite, and
 so is its gradient.
 
 Gradients are those of the unrolled iterations (exact, not implicit). Inside a scaling block they
@@ -147,7 +147,7 @@ def sinkhorn(
             ``tol=0`` never stops early.
         stop: ``"marginal"``: POT's criterion, :math:`\lVert P^\top 1_n - b \rVert_2`.
             ``"scaling"``: the paper's, :math:`\frac1m \sum_j |v_j^{(t)} - v_j^{(t-1)}|` with
-            :math:`v = e^{\beta}` in POT's normalisation (:math:`u^{(0)} = 1/n`,
+            :math:`v = e^{\psi}` in POT's normalisation (:math:`u^{(0)} = 1/n`,
             :math:`v^{(0)} = 1/m`); it depends on that normalisation and can be +inf when
             :math:`v` itself overflows the dtype (small ``reg``), which does not affect the plan.
         check_every: the criterion is checked after iterations 1, 1 + check_every, ...

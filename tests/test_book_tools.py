@@ -131,3 +131,45 @@ def test_glue_roles_name_the_value_in_colab():
     index = BookIndex.load(ROOT)
     ctx = CellContext("notebooks/01_task", index.links, cell=3)
     assert convert_cell("Recall is {glue:text}`recall_v:.2f` here.", ctx) == "Recall is `recall_v` here."
+
+
+def test_colab_titles_carry_the_chapter_number():
+    numbers = toc_chapter_numbers(ROOT)
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        first = next(c.source for c in nb.cells if c.cell_type == "markdown")
+        assert first.startswith(f"# {numbers[f'notebooks/{path.stem}']}. "), (path.name, first[:60])
+
+
+_DRAWS = re.compile(r"\b(plt\.subplots|plt\.figure|sns\.\w+plot|sns\.heatmap)\(")
+
+
+@pytest.mark.parametrize("md", sorted((ROOT / "notebooks").glob("*.md")), ids=lambda p: p.stem)
+def test_chapters_use_the_book_style_and_fold_their_plotting_code(md):
+    import jupytext
+
+    nb = jupytext.read(md)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert any("use_book_style()" in c.source for c in code), f"{md.name}: call use_book_style() once"
+    unfolded = [c.source.splitlines()[0][:60] for c in code
+                if _DRAWS.search(c.source) and "hide-input" not in c.metadata.get("tags", [])
+                and "solution" not in c.metadata.get("tags", [])]
+    assert not unfolded, f"{md.name}: cells that draw a figure without the hide-input tag: {unfolded}"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert ":::{admonition} In this chapter" in text, f"{md.name}: no 'In this chapter' box"
+    assert re.search(r"^## Summary\s*$", text, re.M), f"{md.name}: no '## Summary' section"
+    assert not re.search(r"[Ee]xercise\s+\d", text), f"{md.name}: an exercise referred to by number; use {{ref}}"
+
+
+def test_claim_stops_the_book_build_and_only_notes_elsewhere(monkeypatch, capsys):
+    from infoenh.teaching import claim
+
+    claim(True, "recall stays below chance")
+    monkeypatch.setenv("INFOENH_BOOK_BUILD", "1")
+    with pytest.raises(AssertionError, match="recall stays below chance"):
+        claim(False, "recall stays below chance")
+    monkeypatch.delenv("INFOENH_BOOK_BUILD")
+    claim(np.bool_(False), "recall stays below chance")
+    assert "does not hold" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="statement"):
+        claim(True, "")

@@ -32,5 +32,5 @@ def _book_numbers(page: Path):
 def test_exercise_and_solution_numbers_match_the_book(ipynb):
     md = "\n".join(c.source for c in nbformat.read(ipynb, as_version=4).cells if c.cell_type == "markdown")
     colab = (re.findall(r"^\*\*Exercise (\d+\.\d+)", md, re.M),
-             re.findall(r"<summary>Solution to Exercise (\d+\.\d+)", md)])
+             re.findall(r"<summary>Solution to Exercise (\d+\.\d+)", md))
     assert colab == _book_numbers(HTML / f"{ipynb.stem}.html"), ipynb.name

@@ -2,7 +2,7 @@
 
 :func:`check_file` loads the file with :func:`~infoenh.data.mmsa.load_mmsa` (so every check the
 loader does applies) and returns a plain dict; :func:`format_summary` renders it for people.
-:func:`label_stats` gives the per-split label figures of the project's data notes: n, mean, std
+:func:`label_stats` gives the per-split label figures this project records for MOSI (:mod:`infoenh.data.mosi_labels`): n, mean, std
 (population, ddof=0), counts of labels > 0, < 0 and = 0, the count outside [-3, 3] (MOSI/MOSEI's
 range), and Acc-7 bin counts for -3..3 (labels clipped to [-3, 3] and rounded half to even, as the
 metrics do). :func:`format_summary` flags out-of-range labels on a line of their own, split by split,

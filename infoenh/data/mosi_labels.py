@@ -1,4 +1,4 @@
-"""CMU-MOSI's label distribution (from the official labels, see the project's data notes) and a
+"""CMU-MOSI's label distribution (counted from CMU's official labels: the per-split bin and sign counts below) and a
 sampler that reproduces it for synthetic data.
 
 MOSI labels are annotator means in [-3, 3]. Per split we know the Acc-7 bin counts (labels

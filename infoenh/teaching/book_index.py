@@ -140,6 +140,7 @@ class BookIndex:
     repo: Repository
     docs: List[str]
     links: Links
+    chapters: Dict[str, int]          # docname -> its chapter number, for the numbered parts
 
     def notebook_sources(self) -> List[Path]:
         """The ``.md`` source of every notebook chapter, in table-of-contents order."""
@@ -185,7 +186,7 @@ class BookIndex:
                     if d.options.get("label"):
                         exercises[d.options["label"]] = (doc, number)
         bib = load_bibliography(root / "references.bib")
-        return cls(root, repo, docs, Links(bib, titles, urls, sections, exercises, numbers))
+        return cls(root, repo, docs, Links(bib, titles, urls, sections, exercises, numbers), chapters)
 
 
 def _index_sections(doc: str, cell: int, source: str, sections: Dict[str, Section]) -> None:

@@ -133,6 +133,9 @@ def colab_notebook(md_path: Path, index: BookIndex,
         meta = copy.deepcopy(dict(cell.metadata))
         if cell.cell_type == "markdown":
             text = convert_cell(cell.source, ctx)
+            if doc in index.chapters and not any(c.cell_type == "markdown" for c in cells):
+                # the chapter's number, as the book shows it ("4. Optimal transport..."): exercises are 4.1, 4.2...
+                text = re.sub(r"^# (?!\d+\. )", f"# {index.chapters[doc]}. ", text, count=1)
             if text.strip():
                 cells.append(nbformat.v4.new_markdown_cell(text, metadata=meta))
         elif cell.cell_type == "code":

@@ -58,3 +58,24 @@ def glue(name: str, value: T) -> T:
     if not _in_book_build():
         print(f"{name} = {shown:.4g}" if isinstance(shown, float) else f"{name} = {shown}")
     return value
+
+
+def claim(holds, statement: str) -> None:
+    """A statement the prose makes about this chapter's results, checked where they are computed.
+
+    In the book build (``INFOENH_BOOK_BUILD=1``) a false claim stops the build with an
+    ``AssertionError``, so the text cannot drift from the outputs it describes. Run anywhere else
+    (Colab, a GPU at full sizes, other seeds) the results may differ from the book's: a false claim
+    prints a note saying so and the notebook goes on.
+
+    Example: ``claim(recall < chance, "vision recall stays below chance")``.
+    """
+    if not isinstance(statement, str) or not statement.strip():
+        raise ValueError("claim needs the statement the text makes, as a sentence")
+    if bool(holds):
+        return
+    if _in_book_build():
+        raise AssertionError(f"the text says {statement!r}, which this run's outputs contradict: "
+                             "rewrite the text (and its glued numbers) or fix the computation")
+    print(f"Note: the book's text says {statement!r}; in this run it does not hold "
+          "(the book is built on a CPU at small sizes, so numbers can differ here).")

@@ -7,7 +7,8 @@ page as a page:
 - every figure is shown at >= 75% of its own size (its width in inches, from the PNG's dpi, at
   96 CSS px per inch), so a 10 pt label stays near 10 pt;
 - no display equation or table is wider than the content column;
-- the first load (document, scripts, styles, fonts, images) is at most 3 MB, and no request fails;
+- the first load (document, scripts, styles, fonts, images) is at most 3 MB, no request fails
+  and the console shows no error;
 - no output cell shows a warning, a traceback, stderr or a path of the machine that built it.
 
 The measurements of every page are written to ``_build/screenshots/layout.json`` (the numbers the
@@ -241,8 +242,8 @@ def _measure(page: Path, server: str, browser) -> dict:
         figures.append({"src": path.name, "inches": round(f["natural"] / dpi, 2) if dpi else None,
                         "scale": round(f["shown"] / own, 3)})
     failed = [r["url"] for r in layout["resources"] if r["status"] >= 400]
-    failed += [e["message"] for e in browser.get_log("browser")
-               if e.get("level") == "SEVERE" and ("404" in e["message"] or "Failed to load" in e["message"])]
+    # what the console reports as an error: a failed request, a script error
+    errors = [e["message"] for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     column = layout["column"]
     return {
         "page": rel, "seen": seen, "column_px": round(column, 1), "figures": figures,
@@ -252,6 +253,7 @@ def _measure(page: Path, server: str, browser) -> dict:
         "first_load_bytes": layout["document"] + sum(r["bytes"] for r in layout["resources"]),
         "requests": len(layout["resources"]) + 1,
         "failed_requests": failed,
+        "console_errors": errors,
     }
 
 
@@ -313,6 +315,7 @@ def test_no_equation_or_table_wider_than_the_column(page, measured):
 def test_first_load_is_light_and_complete(page, measured):
     m = measured(page)
     assert not m["failed_requests"], f"{m['page']}: requests that failed: {m['failed_requests']}"
+    assert not m["console_errors"], f"{m['page']}: errors in the browser's console: {m['console_errors']}"
     assert m["first_load_bytes"] <= MAX_FIRST_LOAD, (
         f"{m['page']}: first load is {m['first_load_bytes'] / 1e6:.1f} MB over {m['requests']} requests "
         f"(at most {MAX_FIRST_LOAD / 1e6:.0f} MB)")
