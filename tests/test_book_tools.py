@@ -173,3 +173,12 @@ def test_claim_stops_the_book_build_and_only_notes_elsewhere(monkeypatch, capsys
     assert "does not hold" in capsys.readouterr().out
     with pytest.raises(ValueError, match="statement"):
         claim(True, "")
+
+
+def test_colab_edition_explains_its_named_numbers():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        md = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+        names = re.findall(r"\{glue:text\}`([\w-]+)", (ROOT / "notebooks" / f"{path.stem}.md").read_text())
+        if names:
+            assert md[1].startswith("> **Numbers in the text.**") and f"`{names[0]}`" in md[1], path.name
+            assert f"`{names[0]}`" in "\n".join(md[2:]), path.name      # the prose names it

@@ -117,6 +117,17 @@ def _assign_ids(cells: List[nbformat.NotebookNode], previous: Optional[nbformat.
         cell["id"] = cid
 
 
+_GLUE_ROLE = re.compile(r"\{glue(?::text|:)?\}`([A-Za-z_][\w-]*)")
+
+
+def _glue_note(example: str) -> str:
+    """The note, after a chapter's opening, on how this edition shows the numbers the book prints."""
+    return ("> **Numbers in the text.** The book prints here the numbers this notebook computes. "
+            f"This edition names them instead, in code font (like `{example}`): run the cells in "
+            f"order, and the cell above each sentence prints the value (`{example} = ...`). "
+            "Numbers from your run can differ from the book's, which was built on a CPU at small sizes.")
+
+
 def colab_notebook(md_path: Path, index: BookIndex,
                    previous: Optional[nbformat.NotebookNode] = None) -> nbformat.NotebookNode:
     """The Colab edition of one chapter; ``previous`` (the committed edition) supplies cell ids."""
@@ -128,6 +139,7 @@ def colab_notebook(md_path: Path, index: BookIndex,
     src = jupytext.read(md_path)
     ctx = CellContext(doc, index.links)
     cells = []
+    glued = [m.group(1) for c in src.cells if c.cell_type == "markdown" for m in _GLUE_ROLE.finditer(c.source)]
     for i, cell in enumerate(src.cells):
         ctx.cell = i
         meta = copy.deepcopy(dict(cell.metadata))
@@ -138,6 +150,8 @@ def colab_notebook(md_path: Path, index: BookIndex,
                 text = re.sub(r"^# (?!\d+\. )", f"# {index.chapters[doc]}. ", text, count=1)
             if text.strip():
                 cells.append(nbformat.v4.new_markdown_cell(text, metadata=meta))
+            if glued and sum(c.cell_type == "markdown" for c in cells) == 1:
+                cells.append(nbformat.v4.new_markdown_cell(_glue_note(glued[0])))
         elif cell.cell_type == "code":
             source = cell.source
             tags = meta.get("tags", [])
