@@ -182,3 +182,21 @@ def test_colab_edition_explains_its_named_numbers():
         if names:
             assert md[1].startswith("> **Numbers in the text.**") and f"`{names[0]}`" in md[1], path.name
             assert f"`{names[0]}`" in "\n".join(md[2:]), path.name      # the prose names it
+
+
+def test_print_wrapped_folds_to_the_column(capsys):
+    from infoenh.teaching import print_wrapped
+    from infoenh.teaching.style import OUTPUT_WIDTH
+
+    print_wrapped("data:", "word " * 40, indent=2)
+    print_wrapped("", "short")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("data: word") and all(len(l) <= OUTPUT_WIDTH for l in lines)
+    assert all(l.startswith("  word") for l in lines[1:-1]) and lines[-1] == "short"
+
+
+def test_glue_names_are_read_from_the_roles_only():
+    from infoenh.teaching.myst_markdown import glue_names
+
+    text = "A {glue:text}`ch1_a:.2f`, {glue:}`ch1_b` and {glue}`ch1_c`; not `ch1_d` nor {doc}`x`."
+    assert glue_names(text) == ["ch1_a", "ch1_b", "ch1_c"]

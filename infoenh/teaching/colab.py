@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional
 
 from .book_index import BookIndex, Repository
-from .myst_markdown import CellContext, MystConversionError, convert_cell
+from .myst_markdown import CellContext, MystConversionError, convert_cell, glue_names
 
 if TYPE_CHECKING:  # nbformat and jupytext come with the test and book extras, not with the package
     import nbformat
@@ -117,9 +117,6 @@ def _assign_ids(cells: List[nbformat.NotebookNode], previous: Optional[nbformat.
         cell["id"] = cid
 
 
-_GLUE_ROLE = re.compile(r"\{glue(?::text|:)?\}`([A-Za-z_][\w-]*)")
-
-
 def _glue_note(example: str) -> str:
     """The note, after a chapter's opening, on how this edition shows the numbers the book prints."""
     return ("> **Numbers in the text.** The book prints here the numbers this notebook computes. "
@@ -139,18 +136,19 @@ def colab_notebook(md_path: Path, index: BookIndex,
     src = jupytext.read(md_path)
     ctx = CellContext(doc, index.links)
     cells = []
-    glued = [m.group(1) for c in src.cells if c.cell_type == "markdown" for m in _GLUE_ROLE.finditer(c.source)]
+    glued = [name for c in src.cells if c.cell_type == "markdown" for name in glue_names(c.source)]
     for i, cell in enumerate(src.cells):
         ctx.cell = i
         meta = copy.deepcopy(dict(cell.metadata))
         if cell.cell_type == "markdown":
             text = convert_cell(cell.source, ctx)
-            if doc in index.chapters and not any(c.cell_type == "markdown" for c in cells):
+            opening = not any(c.cell_type == "markdown" for c in cells)   # the title and first paragraphs
+            if opening and doc in index.chapters:
                 # the chapter's number, as the book shows it ("4. Optimal transport..."): exercises are 4.1, 4.2...
                 text = re.sub(r"^# (?!\d+\. )", f"# {index.chapters[doc]}. ", text, count=1)
             if text.strip():
                 cells.append(nbformat.v4.new_markdown_cell(text, metadata=meta))
-            if glued and sum(c.cell_type == "markdown" for c in cells) == 1:
+            if opening and glued:
                 cells.append(nbformat.v4.new_markdown_cell(_glue_note(glued[0])))
         elif cell.cell_type == "code":
             source = cell.source

@@ -40,6 +40,7 @@ ADMONITIONS = {"note": "Note", "tip": "Tip", "hint": "Hint", "important": "Impor
                "caution": "Caution", "attention": "Attention", "danger": "Danger", "error": "Error",
                "seealso": "See also", "admonition": ""}
 SOLUTION_SUMMARY = "Solution"
+GLUE_ROLES = ("glue", "glue:", "glue:text")   # myst-nb's roles that insert a glued value as text
 
 
 class MystConversionError(ValueError):
@@ -276,11 +277,17 @@ def _role(name: str, body: str, ctx: CellContext) -> str:
     if name in ("term", "abbr"):
         text, target = _explicit(body)
         return text or re.sub(r"\s*\(.*\)$", "", target)
-    if name in ("glue", "glue:", "glue:text"):
+    if name in GLUE_ROLES:
         # a value computed by a cell (infoenh.teaching.glue), which prints "name = value" off the
         # book: the prose names it
         return f"`{body.split(':', 1)[0].strip()}`"
     raise MystConversionError(f"{ctx.doc}: the {{{name}}} role has no plain-Markdown rendering")
+
+
+def glue_names(text: str) -> List[str]:
+    """The names of the glued values a run of MyST prose quotes, in order (``{glue:text}`name:.2f```)."""
+    return [m.group("body").split(":", 1)[0].strip() for m in _SPAN.finditer(text)
+            if m.group("role") and m.group("name") in GLUE_ROLES]
 
 
 def convert_text(text: str, ctx: CellContext) -> str:

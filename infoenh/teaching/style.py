@@ -1,4 +1,4 @@
-"""One look for every figure of the book, sized for its content column.
+"""One look for every figure of the book, sized for its content column, and printed reports that fit it.
 
 The book's column is about 676 CSS px wide at a 1280 px window. A figure is readable when it is
 shown at no less than 75% of its own size (its inches at 96 CSS px per inch), so that a 10 pt label
@@ -7,15 +7,17 @@ box to grow a little. Wide grids of panels are drawn as stacked rows instead.
 
 :func:`use_book_style` sets seaborn's theme (white grid, colour-blind palette, notebook context) and
 matplotlib's defaults once per chapter; :func:`figsize` gives a column-wide size for a grid of
-panels.
+panels; :func:`print_wrapped` folds a long printed line to the column's :data:`OUTPUT_WIDTH`.
 """
 from __future__ import annotations
 
+import textwrap
 from typing import Tuple
 
 WIDTH = 7.5          # inches: the widest figure a chapter draws
 PANEL_HEIGHT = 3.0   # inches per row of panels
 DPI = 100
+OUTPUT_WIDTH = 74    # characters of an output line the column shows without scrolling
 
 
 def figsize(rows: int = 1, cols: int = 1, *, height: float = PANEL_HEIGHT, width: float = WIDTH) -> Tuple[float, float]:
@@ -51,3 +53,11 @@ def use_book_style() -> None:
         "legend.title_fontsize": 10,
         "figure.titlesize": 13,
     })
+
+
+def print_wrapped(*parts, indent: int = 4) -> None:
+    """``print(*parts)`` folded to :data:`OUTPUT_WIDTH` characters, continuation lines indented by
+    ``indent``: a long report line that would otherwise scroll sideways in the book's column.
+    Empty-string parts are left out (``print_wrapped("", x)`` prints ``x``)."""
+    line = " ".join(str(p) for p in parts if not (isinstance(p, str) and p == ""))
+    print(textwrap.fill(line, OUTPUT_WIDTH, subsequent_indent=" " * indent, break_on_hyphens=False))
