@@ -93,6 +93,10 @@ def test_host_settings_fill_in_the_host_defaults(tiny_ds):
     assert not {"self", "dims", "modalities", "infoenh", "pool", "n_train"} & set(s)
     assert host_settings(TrainConfig(model="selfmm", model_kwargs={"heads": "enhanced"}), tiny_ds)["heads"] == \
         "enhanced"
+    # fine-tuned BERT: Self-MM reads [CLS] unless text_pool is given (models.registry.TEXT_MODE_DEFAULTS)
+    assert host_settings(TrainConfig(model="selfmm", text="finetune"), tiny_ds)["text_pool"] == "first"
+    assert host_settings(TrainConfig(model="selfmm", text="finetune", model_kwargs={"text_pool": "mean"}),
+                         tiny_ds)["text_pool"] == "mean"
     assert host_settings(TrainConfig(model="misa"), tiny_ds)["lengths"] == "text"
     assert host_settings(TrainConfig(model="misa", model_kwargs={"lengths": "own"}), tiny_ds)["lengths"] == "own"
     assert host_settings(TrainConfig(model="lf"), tiny_ds) == {"hidden": 64, "fusion_hidden": 128, "dropout": 0.1}

@@ -81,6 +81,16 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
     return cfg
 
 
+# host keywords whose default build_model sets from the text mode: fine-tuned Self-MM reads BERT's
+# [CLS] state, as MMSA does
+TEXT_MODE_DEFAULTS = {("selfmm", "finetune"): {"text_pool": "first"}}
+
+
+def text_mode_defaults(name: str, text: str) -> dict:
+    """The host keywords :func:`build_model` sets for host ``name`` in text mode ``text``, unless given."""
+    return dict(TEXT_MODE_DEFAULTS.get((name, text), {}))
+
+
 def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None, dict] = "none",
                 modalities: Sequence[str] = MODALITIES, n_train: Optional[int] = None,
                 infoenh_kwargs: Optional[dict] = None, text: str = "frozen", bert=None,
@@ -104,13 +114,13 @@ def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None,
         model_kwargs["n_train"] = n_train
     if text not in ("frozen", "finetune"):
         raise ValueError(f"text must be 'frozen' or 'finetune' here (resolve 'auto' with the data first), got {text!r}")
+    for key, value in text_mode_defaults(name, text).items():
+        model_kwargs.setdefault(key, value)
     if text == "frozen":
         return MODELS[name](dims, modalities=modalities, infoenh=cfg, **model_kwargs)
     from .bert import DEFAULT_BERT, BertText
 
     bert = bert if isinstance(bert, BertText) else BertText.load(bert or DEFAULT_BERT)
-    if name == "selfmm":
-        model_kwargs.setdefault("text_pool", "first")
     model = MODELS[name]({**dims, "text": bert.hidden_size}, modalities=modalities, infoenh=cfg, **model_kwargs)
     model.attach_bert(bert)
     return model

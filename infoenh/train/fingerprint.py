@@ -30,6 +30,8 @@ from typing import Any, Dict, List, Mapping
 
 import numpy as np
 
+from ..models.registry import TEXT_MODE_DEFAULTS
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -114,8 +116,8 @@ def data_fingerprint(ds: Mapping) -> Dict[str, Any]:
 # the host constructor's arguments that are not options of the host: the data, the modalities,
 # InfoEnh and the pooling are set by build_model from the rest of the configuration
 HOST_STRUCTURAL = ("self", "dims", "modalities", "infoenh", "pool", "n_train")
-# host keywords whose effective default build_model changes (fine-tuned BERT: Self-MM reads [CLS])
-MODE_DEPENDENT = {("selfmm", "text_pool")}
+# host keywords whose effective default build_model changes with the text mode
+MODE_DEPENDENT = {(name, key) for (name, _), keys in TEXT_MODE_DEFAULTS.items() for key in keys}
 
 
 def keyword_defaults(fn, exclude=()) -> Dict[str, Any]:

@@ -21,9 +21,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
+from ..models.registry import text_mode_defaults
 from .checkpoint import remove_leftovers, write_json
 from .config import TrainConfig, seeds_list
-from .fingerprint import MODE_DEPENDENT, fingerprint_hash, host_defaults, mismatch_error
+from .fingerprint import fingerprint_hash, host_defaults, mismatch_error
 from .lock import folder_lock
 from .results import format_table, results_doc
 from .trainer import RUN_JSON, fit, run_fingerprint, text_mode
@@ -120,12 +121,10 @@ def infoenh_settings(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
 def host_settings(cfg: TrainConfig, ds) -> Dict[str, Any]:
     """Every option of the host ``cfg`` builds: its constructor's keyword defaults (less the
     arguments build_model sets: dims, modalities, InfoEnh, pooling, n_train) updated with
-    ``cfg.model_kwargs``; Self-MM's ``text_pool`` is ``"first"`` ([CLS]) when BERT is fine-tuned
-    and no ``text_pool`` is given, as :func:`infoenh.models.build_model` does."""
+    ``cfg.model_kwargs``, and the defaults :func:`infoenh.models.build_model` sets for the text mode
+    (Self-MM's ``text_pool="first"``, [CLS], when BERT is fine-tuned) where not given."""
     out = host_defaults(cfg.model)
-    if (cfg.model, "text_pool") in MODE_DEPENDENT and "text_pool" not in (cfg.model_kwargs or {}) \
-            and text_mode(cfg, ds) == "finetune":
-        out["text_pool"] = "first"
+    out.update(text_mode_defaults(cfg.model, text_mode(cfg, ds)))
     out.update(cfg.model_kwargs or {})
     return json.loads(json.dumps(out, default=str))
 
