@@ -17,8 +17,9 @@ steps, each variant in a fresh subprocess (the CPU allocator has no counter, tra
 see torch's buffers). Linux only.
 
 Target (project): InfoEnh step <= 1.25 x the host's step. ``--profile`` prints the top operators
-of the full variant; ``--breakdown`` the forward time of InfoEnh's parts (input checks, FIB, its
-top-k + kept-row projection, InfoNCE, FIA, Sinkhorn) and of the whole backward pass.
+of the full variant, forward and backward; ``--breakdown`` the forward and backward time of
+InfoEnh's parts (input checks, FIB, its top-k + kept-row projection, InfoNCE, FIA, Sinkhorn, the
+host's attention pooling) and of the whole backward pass.
 
 On a shared machine, ``--clock cpu`` times with this process's CPU time instead of wall time
 (one CPU thread only): other processes then no longer inflate the numbers, though they still
@@ -160,32 +161,76 @@ def _labelled(fn, label):
     return wrapped
 
 
-def breakdown_full(host, ds, batch, device, amp, ie_kwargs, steps=3) -> dict:
-    """Forward-pass CPU time (ms per step) of InfoEnh's parts in the full variant, from profiler
-    ranges put around them for the measurement only: the input checks of every InfoEnh module
-    (``check_tensor`` / ``check_finite``), FIB (projection + top-k + gate, all modalities),
-    top-k selection and the projection of the kept rows, InfoNCE, FIA (cost matrices + Sinkhorn +
-    barycentric maps) and Sinkhorn alone; the host's batch checks; and, from the same profile,
-    the backward pass of the whole step (autograd engine time). Ranges nest: FIB contains top-k,
-    FIA contains Sinkhorn, InfoEnh total contains all but the host checks and backward."""
+def _part_patches():
+    """(object, attribute, label) of the parts the breakdown times, outermost first."""
     import infoenh.fia
     import infoenh.fib
-    import infoenh.infonce
     import infoenh.models.base
+    import infoenh.models.pooling
     import infoenh.module
-    import infoenh.ot
+
+    patches = [(infoenh.module.InfoEnh, "forward", "InfoEnh total"),
+               (infoenh.module.InfoEnh, "_check", "InfoEnh checks"),
+               (infoenh.fib.FIB, "forward", "FIB"), (infoenh.fib.FIB, "_pool", "top-k+proj"),
+               (infoenh.module, "infonce_per_modality", "InfoNCE"), (infoenh.module, "align_stacked", "FIA"),
+               (infoenh.fia, "sinkhorn", "Sinkhorn"),
+               (infoenh.models.pooling.AttentionPool, "forward", "attention pooling"),
+               (infoenh.models.base.HostModel, "check_batch", "host checks"),
+               # the same parts under their names before InfoEnh stacked the modalities, so that
+               # this script also breaks down an earlier version of the package (PYTHONPATH)
+               (infoenh.module, "sentiment_infonce", "InfoNCE"), (infoenh.module, "fia", "FIA")]
+    return [(obj, name, "ie:" + label) for obj, name, label in patches if hasattr(obj, name)]
+
+
+def _in_backward(ev) -> bool:
+    p = ev.cpu_parent
+    while p is not None:
+        if p.name.startswith("autograd::engine::evaluate_function"):
+            return True
+        p = p.cpu_parent
+    return False
+
+
+def _attribute(events, steps: int) -> dict:
+    """Per labelled part: forward ms (the part's range) and backward ms (the autograd nodes of the
+    operations run inside the range, matched by sequence number), per step."""
+    ranges = [e for e in events if e.name.startswith("ie:")]
+    # sequence number -> the ranges around the forward op that created that autograd node: ops
+    # that create none record the next number too, so the last op recorded with it is the one
+    parts = {}
+    ops = [e for e in events
+           if e.sequence_nr >= 0 and not e.name.startswith(("ie:", "autograd::")) and not _in_backward(e)]
+    for e in sorted(ops, key=lambda e: e.time_range.start):
+        parts[e.sequence_nr] = {r.name for r in ranges
+                                if r.time_range.start <= e.time_range.start and e.time_range.end <= r.time_range.end}
+    fwd, bwd = {}, {}
+    for r in ranges:
+        fwd[r.name[3:]] = fwd.get(r.name[3:], 0.0) + r.cpu_time_total / 1000 / steps
+    total_bwd = 0.0
+    for e in events:
+        if not e.name.startswith("autograd::engine::evaluate_function"):
+            continue
+        ms = e.cpu_time_total / 1000 / steps
+        total_bwd += ms
+        for name in parts.get(e.sequence_nr, ()):
+            bwd[name[3:]] = bwd.get(name[3:], 0.0) + ms
+    return {k: (fwd[k], bwd.get(k, 0.0)) for k in fwd} | {"backward, whole step": (0.0, total_bwd)}
+
+
+def breakdown_full(host, ds, batch, device, amp, ie_kwargs, steps=3) -> dict:
+    """CPU time (ms per step, forward and backward) of InfoEnh's parts in the full variant, from
+    profiler ranges put around them for the measurement only: InfoEnh's input checks, FIB
+    (projection + top-k + gate, all modalities) and within it top-k selection with the projection
+    of the kept rows, InfoNCE (all modalities), FIA (costs, Sinkhorn, barycentric maps) and within
+    it Sinkhorn, the host's attention pooling of InfoEnh's output and the host's batch checks. A
+    part's backward is the time of the autograd nodes of the operations its forward ran (matched
+    by the profiler's sequence numbers); ``backward, whole step`` is all autograd nodes. Ranges
+    nest: FIB contains top-k+proj, FIA contains Sinkhorn, InfoEnh total contains all but the host's
+    checks and pooling. Profiling adds about a microsecond per operation, so the parts read high
+    against the timed steps."""
     from torch.profiler import profile
 
-    patches = [(infoenh.fib.FIB, "forward", "ie:FIB"), (infoenh.fib.FIB, "_pool", "ie:topk+proj"),
-               (infoenh.fib.TopKPool, "forward", "ie:TopKPool.forward"),
-               (infoenh.module, "sentiment_infonce", "ie:InfoNCE"), (infoenh.module, "fia", "ie:FIA"),
-               (infoenh.fia, "sinkhorn", "ie:Sinkhorn"),
-               (infoenh.module.InfoEnh, "forward", "ie:InfoEnh total"),
-               (infoenh.models.base.HostModel, "check_batch", "ie:host checks")]
-    patches += [(mod, fn, "ie:checks") for mod in
-                (infoenh.fib, infoenh.module, infoenh.fia, infoenh.infonce, infoenh.ot)
-                for fn in ("check_tensor", "check_finite") if hasattr(mod, fn)]
-    patches = [(obj, name, label) for obj, name, label in patches if hasattr(obj, name)]
+    patches = _part_patches()
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, label in patches:
@@ -202,13 +247,7 @@ def breakdown_full(host, ds, batch, device, amp, ie_kwargs, steps=3) -> dict:
     finally:
         for obj, name, orig in saved:
             setattr(obj, name, orig)
-    out = {"step (wall, profiled)": 1000 * wall}
-    for ev in prof.key_averages():
-        if ev.key.startswith("ie:"):
-            out[ev.key[3:]] = ev.cpu_time_total / 1000 / steps
-        elif ev.key.startswith("autograd::engine::evaluate_function"):
-            out["backward"] = out.get("backward", 0.0) + ev.cpu_time_total / 1000 / steps
-    return out
+    return {"step (wall, profiled)": (1000 * wall, 0.0), **_attribute(prof.events(), steps)}
 
 
 def main(argv=None) -> int:
@@ -230,8 +269,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--profile", action="store_true", help="print the top operators of each host's full variant")
     p.add_argument("--breakdown", action="store_true",
-                   help="forward time of InfoEnh's parts (checks, FIB, top-k, InfoNCE, FIA, Sinkhorn) in the "
-                        "full variant")
+                   help="forward and backward time of InfoEnh's parts (checks, FIB, top-k, InfoNCE, FIA, Sinkhorn, "
+                        "attention pooling) in the full variant")
     p.add_argument("--json", default=None, help="also write the numbers to this file")
     p.add_argument("--_memory-child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -273,8 +312,11 @@ def main(argv=None) -> int:
                   f"{'' if mem is None else f'{mem:8.1f}'}")
         if args.breakdown:
             bd = breakdown_full(host, ds, batch, device, amp, ie)
-            print(f"{host} full, forward ms/step: " + ", ".join(f"{k} {v:.1f}" for k, v in bd.items()))
-            results.append({"host": host, "breakdown_ms": bd})
+            print(f"{host} full, ms/step (forward + backward):")
+            for k, (f, b) in bd.items():
+                print(f"    {k:24s} {f:6.2f} + {b:6.2f} = {f + b:6.2f}")
+            parts = {k: {"forward": f, "backward": b} for k, (f, b) in bd.items()}
+            results.append({"host": host, "breakdown_ms": parts})
         if args.profile:
             print(profile_full(host, ds, batch, device, amp, ie))
     if args.json:

@@ -16,6 +16,10 @@ Sections:
   (both its methods, ``log_sinkhorn`` and the scaling ``sinkhorn``), side by side in one process:
   FIA's workload, 32 samples x 6 modality pairs, k = 16, 32, 50, reg 0.1, float32, exactly 100
   iterations (``tol=0``), forward and forward + backward.
+- ``train-step``: ``benchmarks/bench_train_step.py``'s measurement: one training step (forward,
+  loss, backward, Adam) of each host (lf, selfmm, misa) alone and with InfoEnh, on one SYNTHETIC
+  MOSI-shaped batch at the host's MMSA batch size, variants interleaved round after round, wall
+  clock between ``torch.cuda.synchronize`` calls, bf16 autocast as the trainer runs it.
 - ``selfmm``: Self-MM on the SYNTHETIC testbed at MOSI's sizes (``--synthetic-scale mosi``), the
   host alone and with InfoEnh, trained by the project's trainer (:func:`infoenh.train.trainer.fit`,
   its default bf16 autocast): time per optimiser step and peak memory.
@@ -46,18 +50,21 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("cuda-tests", "sinkhorn", "selfmm", "amp")
+SECTIONS = ("cuda-tests", "sinkhorn", "train-step", "selfmm", "amp")
 DRY_LABEL = "DRY RUN (CPU, tiny sizes: checks the code paths; no number here is a GPU figure)"
 GPU_LABEL = "GPU run"
 
 # Sizes: the GPU run, and the dry run (CPU, seconds).
 FULL = {
     "sinkhorn": dict(samples=32, pairs=6, ks=(16, 32, 50), d=128, reg=0.1, n_iter=100, rounds=20),
+    # each host's MMSA batch size; per round each variant runs `steps` steps, interleaved
+    "train-step": dict(hosts=("lf", "selfmm", "misa"), batch=None, rounds=5, steps=5, warmup=3),
     "selfmm": dict(scale="mosi", epochs=3),          # epoch 1 warms up, epochs 2-3 are timed
     "amp": dict(scale="mosi", epochs=3, model="selfmm", variant="full", seed=1111),
 }
 DRY = {
     "sinkhorn": dict(samples=2, pairs=6, ks=(8, 16), d=32, reg=0.1, n_iter=100, rounds=2),
+    "train-step": dict(hosts=("lf", "selfmm", "misa"), batch=4, rounds=2, steps=1, warmup=1),
     "selfmm": dict(scale="ci", sizes=(64, 32, 32), epochs=2),
     "amp": dict(scale="ci", sizes=(64, 32, 32), epochs=2, model="selfmm", variant="full", seed=1111),
 }
@@ -380,14 +387,16 @@ def _sinkhorn_solvers(C, reg: float, n_iter: int, device) -> Dict[str, Callable]
     S, Pp, k, _ = C.shape
     flat = C.reshape(S * Pp, k, k)
 
-    def project(backward: bool):
+    def project(backward: bool, grad: str = "unrolled"):
         Cg = C.detach().clone().requires_grad_(backward)
-        plan = sinkhorn(Cg, reg, max_iter=n_iter, tol=0.0).plan
+        plan = sinkhorn(Cg, reg, max_iter=n_iter, tol=0.0, grad=grad).plan
         if backward:
             (plan * Cg).sum().backward()
         return plan.detach().reshape(S * Pp, k, k), Cg.grad
 
-    fns = {"project": project}
+    # "project implicit": the same solve, differentiated at the fixed point (grad="implicit");
+    # its forward is the project's, so it is timed for fwd+bwd only
+    fns = {"project": project, "project implicit": lambda backward: project(backward, "implicit")}
     try:
         import ot
         import ot.batch  # noqa: F401
@@ -444,6 +453,8 @@ def sinkhorn_section(sec: Section, args, device) -> None:
         runnable = []
         for mode in ("fwd", "fwd+bwd"):
             for name, fn in fns.items():
+                if mode == "fwd" and name == "project implicit":
+                    continue
                 key = f"{mode} {name}"
                 try:                      # warm-up call (untimed) and the correctness numbers
                     plan, grad = fn(mode == "fwd+bwd")
@@ -489,6 +500,11 @@ def sinkhorn_section(sec: Section, args, device) -> None:
             sec.add(f"k={k} {mode}: ot.batch fastest finite ({method})", best["median_ms"], "ms", prec)
             sec.add(f"k={k} {mode}: ratio ot.batch[{method}] / project", best["median_ms"] / own["median_ms"],
                     "x", prec)
+            implicit = info["solvers"].get(f"{mode} project implicit", {})
+            if "median_ms" in implicit:
+                sec.add(f"k={k} {mode}: project implicit, median of {done}", implicit["median_ms"], "ms", prec)
+                sec.add(f"k={k} {mode}: ratio ot.batch[{method}] / project implicit",
+                        best["median_ms"] / implicit["median_ms"], "x", prec)
         dps = {n.split(" ", 1)[1]: s["max_abs_dplan_vs_fp64"] for n, s in info["solvers"].items()
                if n.startswith("fwd ") and "max_abs_dplan_vs_fp64" in s}
         if "project" in dps:
@@ -565,7 +581,42 @@ def _fit(ds, cfg, device):
     return res, log, peak_mib(device, base), precision_note(device, precision_label(device, cfg.resolved().autocast))
 
 
-# ---------------------------------------------------------------------------- 3. Self-MM epoch
+# ---------------------------------------------------------------------------- 3. training step
+def train_step_section(sec: Section, args, device) -> None:
+    """bench_train_step's side-by-side step times (host alone vs with InfoEnh) for each host."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_train_step as bts
+    from infoenh.models import TRAIN_DEFAULTS
+    from infoenh.train.trainer import precision_label
+
+    p = (DRY if args.dry_run else FULL)["train-step"]
+    prec = precision_note(device, precision_label(device, True))
+    sec.detail.update(what="one step = forward + host loss (+ InfoEnh's) + backward + host hook + Adam, one "
+                           "SYNTHETIC MOSI-shaped batch (text 50x768, audio 375x5, vision 500x20)",
+                      timer="time.perf_counter between torch.cuda.synchronize calls" if device.type == "cuda"
+                      else "time.perf_counter", rounds=p["rounds"], steps_per_round=p["steps"], warmup=p["warmup"],
+                      statistic="min over rounds of the mean step time within a round", hosts={})
+    for host in p["hosts"]:
+        sec.check(f"host {host}")
+        bs = p["batch"] or TRAIN_DEFAULTS[host]["batch_size"]
+        ds, batch = bts.make_batch(bs)
+        with warnings.catch_warnings():
+            _quiet_warnings()
+            t = bts.time_variants(host, ["none", "full"], ds, batch, device, True, {"k": 16, "d": 128},
+                                  p["rounds"], p["steps"], p["warmup"], time.perf_counter)
+        ms = {v: 1e3 * t[v] for v in t}
+        sec.detail["hosts"][host] = {"batch": bs, "step_ms": ms}
+        sec.add(f"{host} (batch {bs}): host step", ms["none"], "ms", prec)
+        sec.add(f"{host} (batch {bs}): host + InfoEnh step", ms["full"], "ms", prec)
+        sec.add(f"{host}: ratio InfoEnh / host (target <= 1.25)", ms["full"] / ms["none"], "x", prec)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    sec.status = "ok"
+
+
+# ---------------------------------------------------------------------------- 4. Self-MM epoch
 def selfmm_section(sec: Section, args, device) -> None:
     from infoenh.train.config import TrainConfig
 
@@ -600,7 +651,7 @@ def selfmm_section(sec: Section, args, device) -> None:
     sec.status = "ok"
 
 
-# ---------------------------------------------------------------------------- 4. bf16 vs fp32
+# ---------------------------------------------------------------------------- 5. bf16 vs fp32
 def amp_section(sec: Section, args, device) -> None:
     from infoenh.train.config import TrainConfig
 
@@ -634,8 +685,8 @@ def amp_section(sec: Section, args, device) -> None:
     sec.status = "ok"
 
 
-SECTION_FNS = {"cuda-tests": cuda_tests, "sinkhorn": sinkhorn_section, "selfmm": selfmm_section,
-               "amp": amp_section}
+SECTION_FNS = {"cuda-tests": cuda_tests, "sinkhorn": sinkhorn_section, "train-step": train_step_section,
+               "selfmm": selfmm_section, "amp": amp_section}
 
 
 def cmd_section(args) -> int:

@@ -7,10 +7,11 @@
 # Sections, each in its own process under a time budget (a section that overruns is stopped and
 # the next one runs; what it measured before is kept):
 #   setup       imports infoenh, POT, pytest; pip-installs what is missing (never torch)   90 s
-#   cuda-tests  python -m pytest tests -k cuda -q                                          60 s
-#   sinkhorn    infoenh.ot.sinkhorn vs POT's ot.batch.solve_batch, FIA's workload          60 s
-#   selfmm      Self-MM epochs at MOSI size (SYNTHETIC), host alone vs + InfoEnh          140 s
-#   amp         one fixed short run, bf16 autocast vs float32: selection and metrics      120 s
+#   cuda-tests  python -m pytest tests -k cuda -q                                          50 s
+#   sinkhorn    infoenh.ot.sinkhorn vs POT's ot.batch.solve_batch, FIA's workload          45 s
+#   train-step  one training step of lf, selfmm, misa, host alone vs + InfoEnh            60 s
+#   selfmm      Self-MM epochs at MOSI size (SYNTHETIC), host alone vs + InfoEnh          120 s
+#   amp         one fixed short run, bf16 autocast vs float32: selection and metrics      105 s
 #   report      one table on stdout; gpu_check.json and gpu_check.log in the output folder
 #               (470 s of budgets in all: under 8 minutes)
 #
@@ -24,8 +25,8 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
 
-SECTIONS=(cuda-tests sinkhorn selfmm amp)
-declare -A BUDGET=([cuda-tests]=60 [sinkhorn]=60 [selfmm]=140 [amp]=120)
+SECTIONS=(cuda-tests sinkhorn train-step selfmm amp)
+declare -A BUDGET=([cuda-tests]=50 [sinkhorn]=45 [train-step]=60 [selfmm]=120 [amp]=105)
 SETUP_BUDGET=90
 DRY=0
 OUT_ARG=""

@@ -364,7 +364,7 @@ def trace(model, batch: Mapping[str, Any]) -> Trace:
     if ie.use_fia:
         f = fia({m: fib_out[m].z for m in ie.modalities}, {m: fib_out[m].mask for m in ie.modalities},
                 reg=ie.reg, mode=ie.fia_mode, max_iter=ie.ot_iters, stop=ie.ot_stop, tol=ie.ot_tol,
-                detach_plan=ie.detach_plan)
+                detach_plan=ie.detach_plan, symmetric=ie.fia_symmetric)
         for m in ie.modalities:
             if not torch.allclose(f.enhanced[m], enhanced[m].to(f.enhanced[m].dtype), atol=1e-4, rtol=1e-3):
                 raise RuntimeError("trace: FIA solved again on FIB's outputs does not reproduce InfoEnh's output for "

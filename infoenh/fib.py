@@ -115,15 +115,17 @@ class TopKPool(nn.Module):
         the real steps first."""
         L = s.shape[1]
         top = s.masked_fill(~mask, float("-inf")).topk(min(self.k, L), dim=1).indices  # [B, n]
-        real = mask.gather(1, top)                                                 # [B, n]
-        order = (top + L * (~real).long()).argsort(dim=1)     # time order; pads sort after every real index
-        return top.gather(1, order), real.gather(1, order)
+        # time order with the real steps first: sort the keys t (real step) and L + t (pad), all distinct
+        key = torch.where(mask.gather(1, top), top, top + L).sort(dim=1).values
+        return key.remainder(L), key < L
 
-    def finish(self, e: Tensor, top: Tensor, real: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Zero the pad rows of the kept rows e [B, n, d] and pad them to k rows -> (e, e_mask, idx)."""
+    def finish(self, e: Tensor, top: Tensor, real: Tensor, *, zeroed: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+        """Zero the pad rows of the kept rows e [B, n, d] and pad them to k rows -> (e, e_mask, idx).
+        ``zeroed=True``: the caller has zeroed them already (no second pass over e)."""
         B, n, d = e.shape
-        e = e * real.unsqueeze(-1).to(e.dtype)
-        idx = top.masked_fill(~real, -1)
+        if not zeroed:
+            e = e * real.unsqueeze(-1).to(e.dtype)
+        idx = torch.where(real, top, -1)
         if n < self.k:                                                           # pad up to k rows
             pad = self.k - n
             e = torch.cat([e, e.new_zeros(B, pad, d)], dim=1)
@@ -195,16 +197,16 @@ class FIB(nn.Module):
             check_tensor(x, name)
         mask = _mask_on(x, mask)
         e, e_mask, idx = self._pool(x, mask)                           # [B, k, d], [B, k], [B, k]
-        row = e_mask.unsqueeze(-1).to(e.dtype)                         # [B, k, 1]
+        real = e_mask.unsqueeze(-1)                                    # [B, k, 1]
         if self.gate is None:
             g = torch.ones_like(e)
-            hard = row.expand_as(e).clone()
+            hard = real.expand_as(e).to(e.dtype)
             z = e
         else:
             g = torch.sigmoid(self.gate(e))                            # eq. 1
-            hard = (g > self.threshold).to(e.dtype) * row              # m_h (no gradient), 0 on pad rows
+            hard = ((g > self.threshold) & real).to(e.dtype)           # m_h (no gradient), 0 on pad rows
             z = e * (self._mask_for_grad(hard, g) * g)                 # eqs. 2-3, pad rows stay 0
-        kept_frac = hard.sum().detach() / (row.sum() * e.shape[-1]).clamp(min=1.0)
+        kept_frac = hard.sum() / (e_mask.sum() * e.shape[-1]).clamp(min=1)
         return FIBOutput(e=e, z=z, mask=e_mask, gate=g, hard=hard, kept_frac=kept_frac, idx=idx)
 
     def _mask_for_grad(self, hard: Tensor, g: Tensor) -> Tensor:
@@ -233,6 +235,8 @@ class FIB(nn.Module):
         top, real = pool.select(s, mask)                                # [B, n], [B, n]
         x_k = x.gather(1, top.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # [B, n, d_in]
         h_k = self.proj(x_k)                                            # [B, n, d]
+        row = real.unsqueeze(-1).to(h_k.dtype)                          # [B, n, 1]: 0 on pad rows
         if pool.w is not None:
-            h_k = h_k * torch.sigmoid(pool.w(h_k))                      # gPool scaling, [B, n, 1]
-        return pool.finish(h_k, top, real)
+            row = torch.sigmoid(pool.w(h_k)) * row                      # gPool scaling, [B, n, 1]
+        # one pass over h_k scales the kept rows and zeroes the pad rows (row is 0 or sigmoid(s))
+        return pool.finish(h_k * row, top, real, zeroed=True)

@@ -23,7 +23,7 @@ Reduction over the anchors (``reduction=``):
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,8 @@ def sentiment_class(labels: Tensor, mode: str) -> Tensor:
     raise ValueError(f"no sentiment classes for mode {mode!r}; use 'sign' or 'acc7'")
 
 
-def negative_mask(labels: Optional[Tensor], mode: str = "sign", batch_size: Optional[int] = None) -> Tensor:
+def negative_mask(labels: Optional[Tensor], mode: str = "sign", batch_size: Optional[int] = None, *,
+                  validate: bool = True) -> Tensor:
     """Which in-batch samples are negatives for each anchor.
 
     Args:
@@ -64,6 +65,7 @@ def negative_mask(labels: Optional[Tensor], mode: str = "sign", batch_size: Opti
             then ``batch_size`` gives B.
         mode: ``"sign"`` (different class among negative / neutral / positive), ``"acc7"``
             (different Acc-7 class), ``"all"`` (every other sample).
+        validate: ``False`` skips the NaN/inf scan of ``labels`` (its shape is still checked).
 
     Returns:
         [B, B] bool, entry (i, j) True when sample j is a negative for anchor i; the diagonal is False.
@@ -76,7 +78,7 @@ def negative_mask(labels: Optional[Tensor], mode: str = "sign", batch_size: Opti
         if batch_size is None:
             raise ValueError("negative_mask(None, 'all') needs batch_size")
         return ~torch.eye(batch_size, dtype=torch.bool)
-    check_tensor(labels, "labels", ndim=1)
+    check_tensor(labels, "labels", ndim=1, finite=validate)
     B = labels.shape[0]
     if mode == "all":
         return ~torch.eye(B, dtype=torch.bool, device=labels.device)
@@ -85,11 +87,11 @@ def negative_mask(labels: Optional[Tensor], mode: str = "sign", batch_size: Opti
 
 
 def _pool(x: Tensor, mask: Tensor, pool: str) -> Tensor:
-    """[B, k, d] with row mask [B, k] -> [B, d] (masked mean) or [B, k*d] (flatten, pads zeroed)."""
+    """[..., k, d] with row mask [..., k] -> [..., d] (masked mean) or [..., k*d] (flatten, pads zeroed)."""
     w = mask.unsqueeze(-1).to(x.dtype)
     if pool == "mean":
-        return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
-    return (x * w).flatten(1)
+        return (x * w).sum(-2) / w.sum(-2).clamp(min=1.0)
+    return (x * w).flatten(-2)
 
 
 def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Optional[Tensor] = None,
@@ -132,20 +134,35 @@ def sentiment_infonce(e: Tensor, z: Tensor, labels: Optional[Tensor], mask: Opti
         check_tensor(labels, "labels", ndim=1, finite=validate)
     if labels is not None and labels.shape != (B,):
         raise ValueError(f"labels must have shape ({B},) to match e, got {tuple(labels.shape)}; use labels.view(-1)")
-    neg = negative_mask(labels, negatives, batch_size=B).to(e.device)          # [B, B], (i, j)
+    neg = negative_mask(labels, negatives, batch_size=B, validate=validate).to(e.device)   # [B, B], (i, j)
+    loss, n_no_negative = infonce_per_modality(e.unsqueeze(1), z.unsqueeze(1), neg, mask.unsqueeze(1), tau=tau,
+                                               pool=pool, reduction=reduction)
+    return InfoNCEResult(loss=loss[0], n_no_negative=int(n_no_negative), n_anchors=B)
 
+
+def infonce_per_modality(e: Tensor, z: Tensor, neg: Tensor, mask: Tensor, *, tau: float, pool: str = "mean",
+                         reduction: str = "mean") -> Tuple[Tensor, Tensor]:
+    """The InfoNCE term of M modalities at once, without input checks (for validated inputs).
+
+    ``e``, ``z`` [B, M, k, d] (modality m's rows in ``[:, m]``), ``neg`` [B, B] bool from
+    :func:`negative_mask`, ``mask`` [B, M, k] bool. Returns ``(loss [M], n_no_negative)``, the
+    latter a 0-dim int64 tensor (no host sync). Modality m's loss is exactly what
+    :func:`sentiment_infonce` computes on ``e[:, m]``, ``z[:, m]``: the negatives are within a
+    modality; stacking only makes the M similarity matrices one batched product [M, B, B].
+    """
+    B = e.shape[0]
     work = torch.promote_types(e.dtype, torch.float32)          # float32 or wider, outside autocast
     with torch.autocast(device_type=e.device.type, enabled=False):
-        pe = F.normalize(_pool(e.to(work), mask, pool), dim=-1, eps=1e-8)
+        pe = F.normalize(_pool(e.to(work), mask, pool), dim=-1, eps=1e-8)     # [B, M, D]
         pz = F.normalize(_pool(z.to(work), mask, pool), dim=-1, eps=1e-8)
-        logits = pz @ pe.T / tau                                                # [i, j] = s(e_j, z_i)
+        logits = pz.transpose(0, 1) @ pe.permute(1, 2, 0) / tau               # [M, i, j] = s(e_j, z_i)
     keep = neg | torch.eye(B, dtype=torch.bool, device=e.device)
-    per_anchor = torch.logsumexp(logits.masked_fill(~keep, float("-inf")), dim=1) - logits.diagonal()
-    has_neg = neg.any(dim=1)
-    n_with = int(has_neg.sum())
-    total = (per_anchor * has_neg.to(per_anchor.dtype)).sum()
-    loss = total if reduction == "sum" else total / max(n_with, 1)
-    return InfoNCEResult(loss=loss, n_no_negative=B - n_with, n_anchors=B)
+    per_anchor = torch.logsumexp(logits.masked_fill(~keep, float("-inf")), dim=-1) - logits.diagonal(dim1=-2, dim2=-1)
+    has_neg = neg.any(dim=1)                                                   # [B]
+    n_with = has_neg.sum()
+    total = (per_anchor * has_neg.to(per_anchor.dtype)).sum(-1)                # [M]
+    loss = total if reduction == "sum" else total / n_with.clamp(min=1).to(total.dtype)
+    return loss, B - n_with
 
 
 def check_reduction(reduction: str) -> str:

@@ -7,6 +7,12 @@
 The host baseline feeds its encoders' whole hidden sequences in, adds ``aux_loss`` to its task
 loss and fuses the returned sequences with its own fusion and head.
 
+FIB runs per modality (each has its own widths and weights); its outputs are then stacked once,
+[B, M, k, d], and InfoNCE (:func:`infoenh.infonce.infonce_per_modality`, the M similarity
+matrices in one batched product) and FIA (:func:`infoenh.fia.align_stacked`) each run once on
+the stack. The values are those of FIB, ``sentiment_infonce`` and ``fia`` called modality by
+modality (``tests/test_module.py`` compares them); the stacking only saves operations.
+
 Switches for the ablations: ``use_fib=False`` turns the gate off (z = e, the top-k embeddings);
 the paper's "w/o FIB" also drops its loss, i.e. ``use_fib=False, use_infonce=False``.
 ``use_fia=False`` returns the filtered z_m (width d). A module built with a subset of modalities
@@ -28,9 +34,9 @@ from torch import Tensor
 
 from ._validate import (MODALITIES, check_finite, check_mask, check_modalities, check_number, check_positive_int,
                         check_same_batch, check_tensor, dtype_hint)
-from .fia import FIA_MODES, OT_DEFAULT_TOL, OT_MAX_ITER, OT_STOPS, fia
+from .fia import FIA_MODES, OT_DEFAULT_TOL, OT_MAX_ITER, OT_STOPS, align_stacked
 from .fib import FIB
-from .infonce import NEGATIVES, check_reduction, sentiment_infonce
+from .infonce import NEGATIVES, check_reduction, infonce_per_modality, negative_mask
 
 
 class InfoEnhOutput(NamedTuple):
@@ -60,6 +66,9 @@ class InfoEnh(nn.Module):
             as if it were the gate, so switched-off features still learn (see :class:`FIB`).
         reg: Sinkhorn's regularisation, finite and > 0.
         fia_mode, detach_plan: see :func:`fia`.
+        fia_symmetric: True (default) solves each unordered pair of modalities once and transposes
+            its plan for the reverse pair (``symmetric`` of :func:`fia`: exact at convergence,
+            half the Sinkhorn problems); False solves every ordered pair.
         ot_iters: Sinkhorn's iteration cap, default :data:`infoenh.fia.OT_MAX_ITER` (100, shared
             with :func:`fia`; the solver stops as soon as its rule is met: 11 iterations at k = 16,
             d = 128, reg = 0.1).
@@ -79,7 +88,7 @@ class InfoEnh(nn.Module):
                  negatives: str = "sign", infonce_reduction: str = "mean", score: str = "learned",
                  threshold: float = 0.5, straight_through: bool = False, reg: float = 0.1,
                  fia_mode: str = "token", ot_iters: int = OT_MAX_ITER, ot_stop: str = "marginal",
-                 ot_tol: Optional[float] = None, detach_plan: bool = False):
+                 ot_tol: Optional[float] = None, detach_plan: bool = False, fia_symmetric: bool = True):
         super().__init__()
         if not isinstance(in_dims, dict) or not in_dims:
             raise ValueError("in_dims must be a non-empty dict modality -> input width, e.g. {'text': 768}")
@@ -98,6 +107,9 @@ class InfoEnh(nn.Module):
         self.d, self.k = check_positive_int(d, "d"), check_positive_int(k, "k")
         self.use_fib, self.use_infonce, self.use_fia = use_fib, use_infonce, use_fia
         self.negatives, self.fia_mode, self.detach_plan = negatives, fia_mode, detach_plan
+        if not isinstance(fia_symmetric, bool):
+            raise TypeError(f"fia_symmetric must be True or False, got {fia_symmetric!r}")
+        self.fia_symmetric = fia_symmetric
         self.infonce_reduction = check_reduction(infonce_reduction)
         self.ot_iters = check_positive_int(ot_iters, "ot_iters")
         if ot_stop not in OT_STOPS:
@@ -123,7 +135,7 @@ class InfoEnh(nn.Module):
             "infonce_reduction": self.infonce_reduction, "score": self.score, "threshold": self.threshold,
             "straight_through": self.straight_through, "d": self.d, "k": self.k, "reg": self.reg,
             "fia_mode": self.fia_mode, "ot_iters": self.ot_iters, "ot_stop": self.ot_stop, "ot_tol": self.ot_tol,
-            "detach_plan": self.detach_plan, "modalities": list(self.modalities),
+            "detach_plan": self.detach_plan, "fia_symmetric": self.fia_symmetric, "modalities": list(self.modalities),
         }
 
     def _check(self, seqs, masks, labels):
@@ -180,28 +192,44 @@ class InfoEnh(nn.Module):
         ``float(v)``; accumulate them as tensors and convert once per epoch or log line.
         """
         seqs, masks = self._check(seqs, masks, labels)
-        diag: Dict[str, Tensor] = {}
         out = {m: self.fib[m](seqs[m], None if masks is None else masks[m], validate=False) for m in self.modalities}
-        aux = seqs[self.modalities[0]].new_zeros(())
-        for m, o in out.items():
-            diag[f"kept_frac_{m}"] = o.kept_frac.detach()
-            if self.use_infonce and labels is not None:
-                r = sentiment_infonce(o.e, o.z, labels, o.mask, tau=self.tau, negatives=self.negatives,
-                                      reduction=self.infonce_reduction, validate=False)
-                aux = aux + r.loss
-                diag[f"infonce_{m}"] = r.loss.detach()
-                # the same for every modality: it depends on the labels only (already a Python int)
-                diag["no_negative"] = torch.full((), float(r.n_no_negative), device=aux.device)
-        aux = self.alpha * aux
-        z = {m: o.z for m, o in out.items()}
+        diag: Dict[str, Tensor] = {f"kept_frac_{m}": o.kept_frac.detach() for m, o in out.items()}
         row_masks = {m: o.mask for m, o in out.items()}
+        z = {m: o.z for m, o in out.items()}
+        nce = self.use_infonce and labels is not None
+        if not (nce or self.use_fia):
+            return InfoEnhOutput(seqs=z, masks=row_masks, aux_loss=self._zero(seqs), diagnostics=diag)
+        # the modalities stacked once, [B, M, k, d] and [B, M, k]: InfoNCE and FIA each run once on
+        # all of them instead of once per modality (same values, fewer and larger operations)
+        Z = torch.stack(list(z.values()), dim=1)
+        R = torch.stack(list(row_masks.values()), dim=1)
+        aux = self._zero(seqs)
+        if nce:
+            aux = self._infonce(torch.stack([o.e for o in out.values()], dim=1), Z, labels, R, diag)
         if self.use_fia:
-            f = fia(z, row_masks, reg=self.reg, mode=self.fia_mode, max_iter=self.ot_iters, stop=self.ot_stop,
-                    tol=self.ot_tol, detach_plan=self.detach_plan, validate=False)
+            # FIB's z is zero on padded rows (TopKPool.finish zeroes them), as align_stacked requires
+            f = align_stacked(Z, R, list(self.modalities), reg=self.reg, mode=self.fia_mode, max_iter=self.ot_iters,
+                              tol=self.ot_tol, stop=self.ot_stop, detach_plan=self.detach_plan,
+                              symmetric=self.fia_symmetric)
             z = f.enhanced
             diag["ot_iters_mean"] = f.n_iter.detach().float().mean()
             diag["ot_converged_frac"] = f.converged.detach().float().mean()
-        return InfoEnhOutput(seqs=z, masks=row_masks, aux_loss=aux, diagnostics=diag)
+        return InfoEnhOutput(seqs=z, masks=row_masks, aux_loss=self.alpha * aux, diagnostics=diag)
+
+    def _zero(self, seqs: Dict[str, Tensor]) -> Tensor:
+        """A 0-dim zero in the parameters' dtype on the inputs' device (the aux loss without InfoNCE)."""
+        return seqs[self.modalities[0]].new_zeros(())
+
+    def _infonce(self, E: Tensor, Z: Tensor, labels: Tensor, R: Tensor, diag: Dict[str, Tensor]) -> Tensor:
+        """Sum over modalities of InfoNCE(e_m, z_m), E, Z [B, M, k, d], R [B, M, k]; records
+        ``infonce_<m>`` and ``no_negative`` in ``diag`` (0-dim tensors, no host sync)."""
+        neg = negative_mask(labels, self.negatives, validate=False)          # [B, B], labels checked in _check
+        losses, no_neg = infonce_per_modality(E, Z, neg, R, tau=self.tau, reduction=self.infonce_reduction)
+        for m, v in zip(self.modalities, losses.detach().unbind()):
+            diag[f"infonce_{m}"] = v
+        # the same for every modality: it depends on the labels only
+        diag["no_negative"] = no_neg.to(losses.dtype)
+        return losses.sum()
 
 
 def _raise_if_cast_overflowed(seqs: Dict[str, Tensor], cast: Dict[str, Tensor]) -> None:

@@ -34,9 +34,18 @@ log-sum-exp steps. Either way the iterates are the ones of POT's ``sinkhorn_knop
 ``sinkhorn_log``, the plan :math:`e^{\varphi \oplus \psi - C/\varepsilon}` is always finite, and
 so is its gradient.
 
-Gradients are those of the unrolled iterations (exact, not implicit). Inside a scaling block they
-are computed by a hand-written vector-Jacobian product (:class:`_ScalingSteps`) that accumulates
-the gradient of the kernel in one batched matrix product instead of one outer product per step.
+Gradients (``grad=``) are exact in two senses. ``"unrolled"`` (default) differentiates the
+iterations that ran; inside a scaling block a hand-written vector-Jacobian product
+(:class:`_ScalingSteps`) accumulates the gradient of the kernel in one batched matrix product
+instead of one outer product per step. ``"implicit"`` differentiates the fixed point through its
+optimality conditions (:class:`_ImplicitPlan`, one linear solve per problem), keeps no iterates,
+and agrees with the unrolled gradient at convergence.
+
+Marginals with zero entries (padded tokens) are solved in a *reduced* form, in which the scalings
+are ``u = a * exp(lu) * u_rel``: a zero-mass point keeps a finite potential (its c-transform) and
+its row of the kernel, so the plan's derivative with respect to that point's mass (the one-sided
+derivative, mass moving in from 0) is finite and exact in the scaling, absorbed and log-domain
+paths alike. The result also carries the dual potentials ``f = reg * log u``, ``g = reg * log v``.
 """
 from __future__ import annotations
 
@@ -51,7 +60,7 @@ from torch.autograd.function import once_differentiable
 
 from ._validate import check_number, check_positive_int, check_tensor
 
-__all__ = ["SinkhornResult", "sinkhorn", "cosine_cost", "transport_cost"]
+__all__ = ["SinkhornResult", "sinkhorn", "cosine_cost", "transport_cost", "STOPS", "GRADS"]
 
 # (safe, absorb) ranges for the relative scalings of a scaling block: a block whose scalings
 # leave [1/safe, safe] at any step is recomputed in the log domain; scalings outside
@@ -67,21 +76,37 @@ _F32_SPAN = 1e3
 _WARN_SPAN = 1e4
 # the stopping rules of :func:`sinkhorn`: POT's marginal error, the paper's change of the scaling vector
 STOPS = ("marginal", "scaling")
+# how gradients reach cost and marginals: through the iterations, or through the fixed point
+GRADS = ("unrolled", "implicit")
 
 
 class SinkhornResult(NamedTuple):
-    """Output of :func:`sinkhorn`.
+    r"""Output of :func:`sinkhorn`.
 
     plan:      ``[..., n, m]`` the entropic transport plan.
     n_iter:    ``[...]`` int64, Sinkhorn iterations run for each problem (POT's ``log["niter"] + 1``).
     converged: ``[...]`` bool, whether the stopping criterion fell below ``tol`` at a check.
     err:       ``[...]`` the last value of the stopping criterion for each problem.
+    f:         ``[..., n]`` dual potential of the source points, :math:`f = \varepsilon \log u`
+               (POT's ``log_u`` times ``reg``); ``-inf`` where ``a`` is 0.
+    g:         ``[..., m]`` dual potential of the target points, :math:`g = \varepsilon \log v`
+               (POT's ``log_v`` times ``reg``); ``-inf`` where ``b`` is 0.
+
+    The plan is :math:`P_{ij} = \exp((f_i + g_j - C_{ij}) / \varepsilon)`. At convergence
+    :math:`(f, g)` solve the dual problem
+    :math:`\max_{f, g} \langle f, a \rangle + \langle g, b \rangle
+    - \varepsilon \sum_{ij} e^{(f_i + g_j - C_{ij})/\varepsilon}`, so :math:`f_i` is what the
+    optimal cost changes by per unit of extra mass at source point i (up to a constant shared by
+    all points: :math:`(f + c, g - c)` gives the same plan). ``f`` and ``g`` carry gradients with
+    ``grad="unrolled"`` and are constants with ``grad="implicit"``.
     """
 
     plan: Tensor
     n_iter: Tensor
     converged: Tensor
     err: Tensor
+    f: Tensor
+    g: Tensor
 
 
 def cosine_cost(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
@@ -128,6 +153,7 @@ def sinkhorn(
     *,
     stop: str = "marginal",
     check_every: int = 10,
+    grad: str = "unrolled",
     detach: bool = False,
 ) -> SinkhornResult:
     r"""Entropic OT plans for a batch of cost matrices, with POT's iterations and stopping rule.
@@ -140,8 +166,9 @@ def sinkhorn(
         reg: entropic regularisation :math:`\varepsilon > 0` (the paper's :math:`\lambda = 1/\varepsilon`).
         a: source marginal, ``[n]`` (shared), ``[..., n]`` (one per problem) or None (uniform 1/n).
         b: target marginal, ``[m]``, ``[..., m]`` or None (uniform 1/m). Entries must be >= 0 and
-            ``a`` and ``b`` must have the same total mass per problem. Zero entries are allowed
-            (their rows/columns of the plan are 0).
+            ``a`` and ``b`` must have the same total mass per problem. Zero entries are allowed:
+            their rows/columns of the plan are 0, and the gradient with respect to such an entry
+            is the one-sided derivative (mass moving in from 0), finite in every path.
         max_iter: most iterations (one iteration = the ``v`` update then the ``u`` update).
         tol: stopping threshold; a problem stops at the first check where its criterion < tol.
             ``tol=0`` never stops early.
@@ -153,13 +180,22 @@ def sinkhorn(
         check_every: the criterion is checked after iterations 1, 1 + check_every, ...
             (POT: every 10, from the first) and after the last one. Problems of a batch are
             checked together but frozen one by one, so each stops exactly where it would alone.
+        grad: how gradients reach ``cost``, ``a`` and ``b``.
+            ``"unrolled"`` (default): backpropagate through the iterations that ran (exact for
+            the plan that is returned, converged or not; memory grows with the number of
+            iterations). ``"implicit"``: differentiate the fixed point instead (implicit
+            function theorem: one linear solve of size ``min(n, m)`` per problem in the backward pass);
+            the forward pass keeps no iterates, so memory does not depend on ``max_iter``. It
+            is the gradient of the *exact* entropic plan, so it equals the unrolled one only
+            for problems that converged (check ``converged``).
         detach: if True, no gradient flows through the solver (the plan is a constant).
 
     Returns:
-        :class:`SinkhornResult` ``(plan [..., n, m], n_iter [...], converged [...], err [...])``,
-        in the dtype of ``cost`` (float32 for a float16/bfloat16 cost, which is solved in float32).
-        Autocast and TF32 never apply inside the solver (:func:`exact_matmuls`). With ``max|cost| / reg`` above 1e4 and ``tol > 0``, problems that
-        do not converge also raise a ``RuntimeWarning`` naming ``reg`` and the cost's range.
+        :class:`SinkhornResult` ``(plan [..., n, m], n_iter [...], converged [...], err [...],
+        f [..., n], g [..., m])``, in the dtype of ``cost`` (float32 for a float16/bfloat16
+        cost, which is solved in float32). Autocast and TF32 never apply inside the solver
+        (:func:`exact_matmuls`). With ``max|cost| / reg`` above 1e4 and ``tol > 0``, problems
+        that do not converge also raise a ``RuntimeWarning`` naming ``reg`` and the cost's range.
     """
     check_tensor(cost, "cost", min_ndim=2, finite=False)
     if cost.dtype in (torch.float16, torch.bfloat16):   # e.g. a cost computed under autocast
@@ -173,6 +209,9 @@ def sinkhorn(
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
     if stop not in STOPS:
         raise ValueError(f"stop must be 'marginal' (POT's rule) or 'scaling' (the paper's rule), got {stop!r}")
+    if grad not in GRADS:
+        raise ValueError(f"grad must be 'unrolled' (backpropagate through the iterations) or 'implicit' "
+                         f"(differentiate the fixed point), got {grad!r}")
     *batch, n, m = cost.shape
     if n == 0 or m == 0 or math.prod(batch) == 0:
         raise ValueError(f"cost must have no empty dimension, got shape {tuple(cost.shape)}")
@@ -185,14 +224,22 @@ def sinkhorn(
     b_, b_zero = _marginal(b, "b", C, tuple(batch), m)
     _check_mass(a_, b_)
 
-    with torch.no_grad() if detach else contextlib.nullcontext(), exact_matmuls(C.device):
-        plan, n_iter, converged, err = _sinkhorn_batched(
-            C, reg, a_, b_, a_zero, b_zero, max_iter, float(tol), stop, check_every
+    needs_grad = torch.is_grad_enabled() and not detach and any(
+        isinstance(x, Tensor) and x.requires_grad for x in (C, a_, b_))
+    implicit = needs_grad and grad == "implicit"
+    with torch.no_grad() if (detach or implicit) else contextlib.nullcontext(), exact_matmuls(C.device):
+        plan, n_iter, converged, err, f, g = _sinkhorn_batched(
+            C, reg, a_, b_, a_zero or b_zero, max_iter, float(tol), stop, check_every
         )
+    if implicit:
+        with exact_matmuls(C.device):
+            plan = _ImplicitPlan.apply(C, a_, b_, plan, f, g, reg)
     if span > _WARN_SPAN and tol > 0:
         _warn_not_converged(converged, lo, hi, reg, max_iter)
     plan, err = plan.to(cost.dtype), err.to(cost.dtype)
-    return SinkhornResult(plan.reshape(cost.shape), n_iter.reshape(batch), converged.reshape(batch), err.reshape(batch))
+    f, g = (reg * f).to(cost.dtype).reshape(*batch, n), (reg * g).to(cost.dtype).reshape(*batch, m)
+    return SinkhornResult(plan.reshape(cost.shape), n_iter.reshape(batch), converged.reshape(batch), err.reshape(batch),
+                          f, g)
 
 
 @contextlib.contextmanager
@@ -232,19 +279,25 @@ def _warn_not_converged(converged: Tensor, lo: float, hi: float, reg: float, max
             RuntimeWarning, stacklevel=3)
 
 
-def _sinkhorn_batched(C, reg, a, b, a_zero, b_zero, max_iter, tol, stop, check_every):
+def _sinkhorn_batched(C, reg, a, b, zero_mass, max_iter, tol, stop, check_every):
     """The solver on ``C [N, n, m]``; ``a`` is a float (uniform) or ``[N or 1, 1, n]``, ``b`` alike.
 
     State: log-scalings ``lu [N, 1, n]``, ``lv [N, 1, m]``, the absorbed kernel
-    ``K = exp(lu^T + lv - C/reg) [N, n, m]`` and relative scalings ``u``, ``v`` (rows), so that
-    POT's scalings are ``exp(lu) * u`` and ``exp(lv) * v`` and the plan is ``u^T * K * v``.
+    ``K = exp(lu^T + lv - C/reg) [N, n, m]`` and relative scalings ``u``, ``v`` (rows). With
+    positive marginals POT's scalings are ``exp(lu) * u`` and ``exp(lv) * v`` and the plan is
+    ``u^T * K * v``. When a marginal has a zero entry (``zero_mass``) the state is *reduced*
+    instead: POT's scalings are ``a * exp(lu) * u`` and ``b * exp(lv) * v``. A zero-mass point
+    then keeps a finite potential (its c-transform) and a finite row (column) of ``K``, so the
+    derivative with respect to its mass, which needs that row, is finite and exact; in the
+    unreduced form its potential would be ``log 0``.
+
+    Returns ``(plan, n_iter, converged, err, log u, log v)`` with POT's log-scalings
+    ``[N, 1, n]``, ``[N, 1, m]`` (``-inf`` at zero mass).
     """
     N, n, m = C.shape
     opts = dict(dtype=C.dtype, device=C.device)
     safe, absorb = _RANGES[C.dtype]
-    loga = _log_marginal(a)
-    logb = _log_marginal(b)
-    Cr = None  # C / reg, made when the log domain or an absorption first needs it
+    Cr = None  # C / reg, made when the log domain first needs it
     # POT starts from u = 1/n (v is overwritten by the first update). Absorb a column shift into
     # the kernel so that every column's largest entry is 1: the first v-update stays in range.
     # The shift cancels exactly in the first update, hence no gradient through it.
@@ -254,6 +307,7 @@ def _sinkhorn_batched(C, reg, a, b, a_zero, b_zero, max_iter, tol, stop, check_e
     lv = lv + math.log(n)
     u = torch.ones(N, 1, n, **opts)
     v = torch.ones(N, 1, m, **opts)
+    first = True  # u is still POT's u0 = 1/n = exp(lu) * 1 (not a reduced scaling)
     lv_start = torch.full((N, 1, m), -math.log(m), **opts)  # log v before iteration 1 (v = 1/m)
 
     n_iter = torch.full((N,), max_iter, dtype=torch.int64, device=C.device)
@@ -265,13 +319,20 @@ def _sinkhorn_batched(C, reg, a, b, a_zero, b_zero, max_iter, tol, stop, check_e
     # uniform marginals as 0-dim tensors: b / x is then one kernel (a float costs two)
     a_t = a if isinstance(a, Tensor) else torch.tensor(a, **opts)
     b_t = b if isinstance(b, Tensor) else torch.tensor(b, **opts)
+    reduced = zero_mass
+    # a gradient is recorded: kernels are saved by the blocks that used them, never overwritten
+    recording = torch.is_grad_enabled() and any(x.requires_grad for x in (C, a_t, b_t))
     while t < max_iter:
         steps = 1 if t == 0 else min(check_every, max_iter - t)
         t += steps
         keep = active.view(N, 1, 1)
-        save = torch.is_grad_enabled() and any(x.requires_grad for x in (K, u, a_t, b_t))
-        u1, v1, us, vs = _ScalingSteps.apply(K, u, a_t, b_t, steps, a_zero, b_zero, save)
-        lo, hi, lo_last, hi_last = _block_range(us, vs, a, b, a_zero or b_zero, safe)
+        u_in = a_t * u if reduced and not first else u  # the relative u the block starts from
+        save = torch.is_grad_enabled() and any(x.requires_grad for x in (K, u_in, a_t, b_t))
+        u1, v1, x1, y1, us, vs, xs, ys = _ScalingSteps.apply(K, u_in, a_t, b_t, steps, save)
+        if reduced:  # the reduced scalings 1/y, 1/x: positive and finite at zero-mass points too
+            u1, v1 = 1.0 / y1, 1.0 / x1
+            us, vs = [u] + [1.0 / y for y in ys], [1.0 / x for x in xs]
+        lo, hi, lo_last, hi_last = _block_range(us, vs, safe)
         if lo > 1.0 / safe and hi < safe:  # the scaling block stayed in range: keep it
             v_prev = vs[-2] if steps > 1 else v
             if n_active < N:  # frozen (converged) problems keep their state
@@ -279,26 +340,35 @@ def _sinkhorn_batched(C, reg, a, b, a_zero, b_zero, max_iter, tol, stop, check_e
             u, v = u1, v1
             if stop == "scaling":
                 with torch.no_grad():
-                    lv_now, lv_prev = _add_log(lv, v), _add_log(lv, v_prev)
+                    lv_now, lv_prev = _true_log(lv, v, b, reduced), _true_log(lv, v_prev, b, reduced)
             if lo_last < 1.0 / absorb or hi_last > absorb:  # fold the scalings into the log potentials
-                Cr = C / reg if Cr is None else Cr
-                lu, lv = _add_log(lu, u), _add_log(lv, v)
-                K = _kernel(lu, lv, Cr)
-                u, v = torch.ones_like(u), torch.ones_like(v)
+                if reduced:  # a constant shift: no log of a zero, the gradient stays in u and v
+                    lu, lv = lu + torch.log(u).detach(), lv + torch.log(v).detach()
+                    u, v = u / u.detach(), v / v.detach()
+                else:
+                    lu, lv = _add_log(lu, u), _add_log(lv, v)
+                    u, v = torch.ones_like(u), torch.ones_like(v)
+                K = _kernel(lu, lv, C, reg, None if recording else K)
         else:  # out of range: redo this block with log-sum-exp steps (never over/underflows)
             Cr = C / reg if Cr is None else Cr
             lu0, lv0 = _add_log(lu, u), _add_log(lv, v)
-            lu, lv, lv_prev = _log_steps(Cr, lu0, lv0, loga, logb, steps)
+            if reduced:
+                lu, lv, lv_prev = _log_steps_reduced(Cr, lu0, lv0, a, b, steps, first)
+                lv_now, lv_prev = _true_log(lv, 1.0, b, True), _true_log(lv_prev, 1.0, b, True)
+            else:
+                lu, lv, lv_prev = _log_steps(Cr, lu0, lv0, _log_marginal(a), _log_marginal(b), steps)
+                lv_now = lv
             if n_active < N:
                 lu, lv = torch.where(keep, lu, lu0), torch.where(keep, lv, lv0)
-            K = _kernel(lu, lv, Cr)
+            K = _kernel(lu, lv, C, reg, None if recording else K)
             u, v = torch.ones_like(u), torch.ones_like(v)
-            lv_now = lv
+        first = False
         if tol <= 0 and t < max_iter:  # nothing can stop: only the final criterion is reported
             continue
         with torch.no_grad():
             if stop == "marginal":
-                e = torch.linalg.vector_norm(v * (u @ K) - b, dim=-1).view(N)
+                ur, vr = (a_t * u, b_t * v) if reduced else (u, v)
+                e = torch.linalg.vector_norm(vr * (ur @ K) - b, dim=-1).view(N)
             else:
                 e = _log_mean_abs_diff_exp(lv_now, lv_start if t == steps else lv_prev).exp().view(N)
             err = torch.where(active, e, err)
@@ -310,69 +380,103 @@ def _sinkhorn_batched(C, reg, a, b, a_zero, b_zero, max_iter, tol, stop, check_e
         if n_active == 0:
             break
     n_iter = torch.where(active, t, n_iter)
+    if reduced:
+        u, v = a_t * u, b_t * v
+    log_u, log_v = _add_log(lu, u), _add_log(lv, v)
     if torch.is_grad_enabled() and any(x.requires_grad for x in (K, u, v)):
-        plan = u.mT * K * v
+        plan = _ScaledKernel.apply(u, K, v)
     else:  # no graph to keep: scale K in place rather than allocate two [N, n, m] tensors
         plan = K.mul_(u.mT).mul_(v)
-    return plan, n_iter, converged, err
+    return plan, n_iter, converged, err, log_u, log_v
+
+
+class _ScaledKernel(torch.autograd.Function):
+    """The plan ``u^T * K * v`` (``u [N, 1, n]``, ``K [N, n, m]``, ``v [N, 1, m]``) with a VJP
+    that makes two passes over ``[N, n, m]`` (``gP * K`` and the kernel gradient) and saves no
+    product, where autograd through two broadcast products makes five and saves ``u^T * K``."""
+
+    @staticmethod
+    def forward(ctx, u, K, v):
+        ctx.save_for_backward(u, K, v)
+        return u.mT * K * v
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gP):
+        u, K, v = ctx.saved_tensors
+        need_u, need_K, need_v = ctx.needs_input_grad
+        gK = gP * u.mT * v if need_K else None
+        gu = gv = None
+        if need_u or need_v:
+            G = gP * K
+            gu = torch.bmm(v, G.mT) if need_u else None    # sum_j gP_ij K_ij v_j
+            gv = torch.bmm(u, G) if need_v else None       # sum_i gP_ij K_ij u_i
+        return gu, gK, gv
+
+
+def _true_log(l, s, w, reduced):
+    """POT's log-scaling from a state ``(l, s)``: ``l + log s``, plus ``log w`` in the reduced form
+    (``-inf`` where ``w`` is 0). For the scaling stop rule only (no gradient)."""
+    out = l + torch.log(torch.as_tensor(s, dtype=l.dtype, device=l.device))
+    return out + _log_marginal(w) if reduced else out
 
 
 class _ScalingSteps(torch.autograd.Function):
     """``steps`` Sinkhorn scaling iterations on a fixed kernel, with an exact hand-written VJP.
 
     Forward: ``x = u K; v = b / x; y = v K^T; u = a / y`` repeated (rows ``u [N, 1, n]``,
-    ``v [N, 1, m]``). Returns the last ``u``, ``v`` and, outside the graph, the lists of all
-    iterates ``[u_0, ..., u_T]`` and ``[v_1, ..., v_T]``.
+    ``v [N, 1, m]``). Returns the last ``u``, ``v``, ``x``, ``y`` (all differentiable: the
+    reduced form of :func:`_sinkhorn_batched` continues from ``1/y`` and ``1/x``) and, outside
+    the graph, the lists of iterates ``[u_0, ..., u_T]``, ``[v_1, ..., v_T]``, ``[x_1, ...]``,
+    ``[y_1, ...]``. A zero entry of ``a`` gives ``u_i = 0`` with the finite derivative ``1 / y_i``.
 
     Backward walks the iterations in reverse with vector operations only, and builds the kernel
     gradient as one batched product ``[GY, U]^T [V, GX]`` rather than one outer product per step.
     """
 
     @staticmethod
-    def forward(ctx, K, u, a, b, steps, a_zero, b_zero, save):
+    def forward(ctx, K, u, a, b, steps, save):
         Kt = K.mT
-        tiny = torch.finfo(K.dtype).tiny
         us, vs, xs, ys = [u], [], [], []
         for _ in range(steps):
             x = torch.bmm(u, K)  # bmm, not @: matmul's dispatch costs more than the product here
-            if b_zero:  # a zero-mass column gives 0 / tiny = 0, not 0 / 0
-                x = x.clamp_min(tiny)
             v = b / x
             y = torch.bmm(v, Kt)
-            if a_zero:
-                y = y.clamp_min(tiny)
             u = a / y
             us.append(u)
             vs.append(v)
-            if save:
-                xs.append(x)
-                ys.append(y)
+            xs.append(x)
+            ys.append(y)
         if save:  # only when a gradient will be asked for
             ctx.save_for_backward(K, torch.cat(us, 1), torch.cat(vs, 1), torch.cat(xs, 1), torch.cat(ys, 1))
             ctx.a_shape, ctx.b_shape = a.shape, b.shape
-        return u, v, us, vs  # the lists are plain tensors, outside the graph
+        return u, v, x, y, us, vs, xs, ys  # the lists are plain tensors, outside the graph
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, gu, gv, _gus, _gvs):
+    def backward(ctx, gu, gv, gx_last, gy_last, *_lists):
         K, U, V, X, Y = ctx.saved_tensors
         steps = V.shape[1]
         need_K, need_u, need_a, need_b = ctx.needs_input_grad[:4]
         # d u_t / d y_t = -u_t / y_t and d v_t / d x_t = -v_t / x_t, for all t at once
         Wu, Wv = -U[:, 1:] / Y, -V / X
         gu = torch.zeros_like(U[:, :1]) if gu is None else gu
-        gv_last = torch.zeros_like(V[:, :1]) if gv is None else gv
+        gv_last = gv
         gys, gxs, ga, gb = [None] * steps, [None] * steps, 0, 0
         for t in reversed(range(steps)):
             if need_a:
                 ga = ga + gu / Y[:, t : t + 1]
             gy = gu * Wu[:, t : t + 1]
+            if t == steps - 1 and gy_last is not None:
+                gy = gy + gy_last
             gv = torch.bmm(gy, K)
-            if t == steps - 1:
+            if t == steps - 1 and gv_last is not None:
                 gv = gv + gv_last
             if need_b:
                 gb = gb + gv / X[:, t : t + 1]
             gx = gv * Wv[:, t : t + 1]
+            if t == steps - 1 and gx_last is not None:
+                gx = gx + gx_last
             gu = torch.bmm(gx, K.mT)
             gys[t], gxs[t] = gy, gx
         gK = None
@@ -380,7 +484,38 @@ class _ScalingSteps(torch.autograd.Function):
             gK = torch.bmm(torch.cat(gys + [U[:, :steps]], 1).mT, torch.cat([V] + gxs, 1))
         ga = _sum_to(ga, ctx.a_shape) if need_a else None
         gb = _sum_to(gb, ctx.b_shape) if need_b else None
-        return gK, gu if need_u else None, ga, gb, None, None, None, None
+        return gK, gu if need_u else None, ga, gb, None, None
+
+
+def _log_steps_reduced(Cr, lu, lv, a, b, steps, first):
+    """``steps`` log-domain iterations on reduced log-scalings (POT's ``log u = log a + lu``,
+    ``log v = log b + lv``), with marginals as weights of the log-sum-exp (:func:`_wlse`), so a
+    zero-mass point keeps a finite potential and a finite derivative. ``first``: ``lu`` is POT's
+    own ``log u`` (the start ``u0 = 1/n``), taken unweighted by the first v-update.
+    Returns ``lu``, ``lv`` and the ``lv`` before the last iteration."""
+    lv_prev = lv
+    for s in range(steps):
+        lv_prev = lv
+        z = lu.mT - Cr  # [N, n, m]
+        lv = -(torch.logsumexp(z, dim=-2, keepdim=True) if first and s == 0 else _wlse(z, a, -2))
+        lu = -_wlse(lv - Cr, b, -1).mT
+    return lu, lv, lv_prev
+
+
+def _wlse(z, w, dim):
+    """``log sum_k w_k exp(z_k)`` over ``dim`` (kept), for ``z [N, n, m]`` and a marginal ``w``
+    (a float, or ``[N or 1, 1, k]`` laid along ``dim``).
+
+    The shift is the largest ``z`` among positive weights, so the sum is at least one positive
+    term; a zero weight contributes nothing to the value and its exact derivative
+    ``exp(z_k - lse)`` to the gradient (``log w`` would give ``0 * inf``). That derivative is
+    capped where it would overflow the dtype."""
+    if not isinstance(w, Tensor):
+        return math.log(w) + torch.logsumexp(z, dim=dim, keepdim=True)
+    w = w.mT if dim == -2 else w
+    top = torch.where(w > 0, z, -math.inf).amax(dim=dim, keepdim=True).detach()
+    cap = math.log(torch.finfo(z.dtype).max) - math.log(z.shape[dim]) - 1.0
+    return top + torch.log((w * torch.exp((z - top).clamp_max(cap))).sum(dim=dim, keepdim=True))
 
 
 def _log_steps(Cr, lu, lv, loga, logb, steps):
@@ -393,9 +528,14 @@ def _log_steps(Cr, lu, lv, loga, logb, steps):
     return lu, lv, lv_prev
 
 
-def _kernel(lu, lv, Cr):
-    """Absorbed Gibbs kernel ``exp(lu_i + lv_j - C_ij / reg)``: ``[N, 1, n], [N, 1, m] -> [N, n, m]``."""
-    return torch.exp(lu.mT + lv - Cr)
+def _kernel(lu, lv, C, reg, old=None):
+    """Absorbed Gibbs kernel ``exp(lu_i + lv_j - C_ij / reg)``: ``[N, 1, n], [N, 1, m] -> [N, n, m]``.
+
+    Made with one new ``[N, n, m]`` tensor, or written over ``old`` (the previous kernel, when no
+    gradient is being recorded): a fresh buffer of that size costs page faults on every call,
+    which on a CPU can take as long as several Sinkhorn iterations."""
+    out = torch.add(lv, C, alpha=-1.0 / reg, out=old) if old is not None else torch.add(lv, C, alpha=-1.0 / reg)
+    return out.add_(lu.mT).exp_()
 
 
 def _add_log(l, s):
@@ -404,22 +544,20 @@ def _add_log(l, s):
     return torch.where(pos, l + torch.log(torch.where(pos, s, 1.0)), -math.inf)
 
 
-def _block_range(us, vs, a, b, zero_mass, safe):
+def _block_range(us, vs, safe):
     """Range of the relative scalings of a block: (min, max) over all iterates, then over the last.
 
-    ``us = [u_0, ..., u_T]``, ``vs = [v_1, ..., v_T]``; points of zero mass are left out. The
-    exact range takes a pass over every iterate; the bound of :func:`_iterate_bounds` needs only
-    the first two and is used when it lies inside ``[1/safe, safe]``.
+    ``us = [u_0, ..., u_T]``, ``vs = [v_1, ..., v_T]``, all positive (zero-mass points are
+    handled by the reduced form). The exact range takes a pass over every iterate; the bound of
+    :func:`_iterate_bounds` needs only the first two and is used when it lies inside
+    ``[1/safe, safe]``.
     """
     with torch.no_grad():
-        if not zero_mass and len(vs) > 1:
+        if len(vs) > 1:
             (u_lo, u_hi, v_lo, v_hi), (l_lo, l_hi) = _iterate_bounds(us, vs)
             if 1.0 / safe < min(u_lo, v_lo) and max(u_hi, v_hi) < safe:
                 return min(u_lo, v_lo), max(u_hi, v_hi), l_lo, l_hi
         U, V = torch.cat(us, 1), torch.cat(vs, 1)  # [N, T + 1, n], [N, T, m]
-        if zero_mass:
-            U = torch.where(a > 0, U, 1.0) if isinstance(a, Tensor) else U
-            V = torch.where(b > 0, V, 1.0) if isinstance(b, Tensor) else V
         stats = [*torch.aminmax(U), *torch.aminmax(V), *torch.aminmax(U[:, -1]), *torch.aminmax(V[:, -1])]
         u_lo, u_hi, v_lo, v_hi, ul_lo, ul_hi, vl_lo, vl_hi = torch.stack(stats).tolist()
     return min(u_lo, v_lo), max(u_hi, v_hi), min(ul_lo, vl_lo), max(ul_hi, vl_hi)
@@ -510,3 +648,71 @@ def _check_mass(a, b):
             f"a and b must have the same total mass in every problem; problem {i} has sum(a) = {float(sa[i]):.8g} "
             f"and sum(b) = {float(sb[i]):.8g}. Normalise both (e.g. a / a.sum(-1, keepdim=True))."
         )
+
+
+class _ImplicitPlan(torch.autograd.Function):
+    r"""The plan as a function of ``(C, a, b)`` through its optimality conditions (``grad="implicit"``).
+
+    Forward returns the solver's plan ``[N, n, m]`` unchanged. Backward writes the plan with
+    reduced potentials, :math:`P_{ij} = a_i b_j \hat K_{ij}`,
+    :math:`\hat K_{ij} = e^{\hat f_i + \hat g_j - C_{ij}/\varepsilon}`, which satisfy
+    :math:`\sum_j b_j \hat K_{ij} = 1` for every row and :math:`\sum_i a_i \hat K_{ij} = 1` for
+    every column (zero-mass points included: their potentials are c-transforms). Differentiating
+    these conditions gives, with :math:`A = \hat K \operatorname{diag}(b)` (rows sum to 1) and
+    :math:`B = \operatorname{diag}(a) \hat K` (columns sum to 1), the linear system
+    :math:`\begin{pmatrix} I & A \\ B^\top & I \end{pmatrix}`; its transpose is solved once for
+    the adjoint :math:`(\lambda_f, \lambda_g)` through the Schur complement of size
+    :math:`\min(n, m)`, made regular by fixing the one free constant (:math:`(\hat f + c, \hat g - c)`
+    is the same plan). The potentials are recomputed from POT's final ``log u`` by two c-transforms,
+    so the row conditions hold exactly and the column ones to the solver's tolerance.
+
+    A perturbation of ``a`` alone changes the total mass; like the unrolled iterations (which end
+    on the u-update, so :math:`P 1 = a` exactly), the gradient treats it as moving ``b`` in
+    proportion, which makes ``grad_a`` and ``grad_b`` unique.
+    """
+
+    @staticmethod
+    def forward(ctx, C, a, b, plan, log_u, log_v, reg):
+        ctx.save_for_backward(C, log_u, *(w for w in (a, b) if isinstance(w, Tensor)))
+        ctx.a_float, ctx.b_float = (None if isinstance(w, Tensor) else w for w in (a, b))
+        ctx.reg = reg
+        return plan
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gP):
+        C, log_u, *ws = ctx.saved_tensors
+        a = ctx.a_float if ctx.a_float is not None else ws.pop(0)
+        b = ctx.b_float if ctx.b_float is not None else ws.pop(0)
+        reg = ctx.reg
+        N, n, m = C.shape
+        Cr = C / reg
+        # reduced potentials at the fixed point: the v-update, then the u-update (rows exact)
+        lg = -torch.logsumexp(log_u.mT - Cr, dim=-2, keepdim=True)                    # [N, 1, m]
+        lf = -torch.logsumexp(lg + _log_marginal(b) - Cr, dim=-1, keepdim=True)       # [N, n, 1]
+        Kh = torch.exp(lf + lg - Cr)                                                   # [N, n, m]
+        a_col = a.mT if isinstance(a, Tensor) else a                                   # [., n, 1]
+        A, B = Kh * b, Kh * a_col                       # A rows sum to 1, B columns sum to 1
+        P = B * b
+        Q = gP * P / reg
+        cf, cg = Q.sum(-1, keepdim=True), Q.sum(-2, keepdim=True).mT                   # [N, n, 1], [N, m, 1]
+        if m <= n:  # (I - A^T B) lam_g = c_g - A^T c_f; 1^T is its left null vector, so + 1 1^T
+            S = torch.eye(m, dtype=C.dtype, device=C.device) - torch.bmm(A.mT, B) + 1.0
+            lam_g = torch.linalg.solve(S, cg - torch.bmm(A.mT, cf))
+            lam_f = cf - torch.bmm(B, lam_g)
+        else:       # (I - B A^T) lam_f = c_f - B c_g
+            S = torch.eye(n, dtype=C.dtype, device=C.device) - torch.bmm(B, A.mT) + 1.0
+            lam_f = torch.linalg.solve(S, cf - torch.bmm(B, cg))
+            lam_g = cg - torch.bmm(A.mT, lam_f)
+        need_C, need_a, need_b = ctx.needs_input_grad[:3]
+        gC = lam_f * A + lam_g.mT * B - Q if need_C else None
+        ga = gb = None
+        if need_a or need_b:
+            ga = (gP * A).sum(-1) - reg * torch.bmm(Kh, lam_g)[..., 0]                 # [N, n]
+            gb = (gP * B).sum(-2) - reg * torch.bmm(Kh.mT, lam_f)[..., 0]              # [N, m]
+            b_vec = b[:, 0] if isinstance(b, Tensor) else b
+            shift = (gb * b_vec).sum(-1, keepdim=True) / (b_vec.sum(-1, keepdim=True) if isinstance(b, Tensor) else b * m)
+            ga, gb = ga + shift, gb - shift
+            ga = _sum_to(ga.unsqueeze(1), a.shape) if need_a else None
+            gb = _sum_to(gb.unsqueeze(1), b.shape) if need_b else None
+        return gC, ga, gb, None, None, None, None

@@ -125,6 +125,8 @@ def test_detach_plan_stops_gradient_through_the_plan(mode):
 
 
 def test_all_pairs_in_one_batched_call(monkeypatch):
+    """One Sinkhorn call per fia call: the 3 unordered pairs by default (symmetric), all 6 ordered
+    pairs with symmetric=False; plans, n_iter and converged cover the 6 ordered pairs either way."""
     calls = []
     real = fia_mod.sinkhorn
 
@@ -133,11 +135,12 @@ def test_all_pairs_in_one_batched_call(monkeypatch):
         return real(cost, *args, **kwargs)
 
     monkeypatch.setattr(fia_mod, "sinkhorn", counting)
-    fia(_feats(B=3, k=4, d=6))
-    assert calls == [(3, 6, 4, 4)]
-    calls.clear()
-    fia(_feats(B=3, k=4, d=6), mode="feature")
-    assert calls == [(3, 6, 6, 6)]
+    for mode, n in (("token", 4), ("feature", 6)):
+        for symmetric, solved in ((True, 3), (False, 6)):
+            calls.clear()
+            out = fia(_feats(B=3, k=4, d=6), mode=mode, symmetric=symmetric)
+            assert calls == [(3, solved, n, n)]
+            assert out.plans.shape == (3, 6, n, n) and out.n_iter.shape == out.converged.shape == (3, 6)
 
 
 def test_passes_solver_settings(monkeypatch):
@@ -259,3 +262,162 @@ def test_one_iteration_cap_for_fia_and_infoenh():
 def test_bad_solver_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fia(_feats(), **kwargs)
+
+
+# ----- symmetric pairs: each unordered pair solved once, P_ji = P_ij^T ----------------------------
+
+def _masks(B=4, k=6, seed=3):
+    """Different real lengths per modality, one sample with no real row in audio."""
+    g = torch.Generator().manual_seed(seed)
+    lens = {m: torch.randint(1, k + 1, (B,), generator=g) for m in NAMES}
+    masks = {m: torch.arange(k)[None] < lens[m][:, None] for m in NAMES}
+    masks["audio"][1] = False
+    return masks
+
+
+def _outputs_and_grads(f, masks, **kw):
+    """fia's enhanced rows, plans, and the gradient of a fixed random projection of the outputs
+    with respect to every input modality."""
+    f = {m: v.detach().clone().requires_grad_() for m, v in f.items()}
+    out = fia(f, masks, **kw)
+    g = torch.Generator().manual_seed(11)
+    loss = sum((out.enhanced[m] * torch.randn(out.enhanced[m].shape, generator=g, dtype=torch.float64)).sum()
+               for m in out.enhanced)
+    grads = torch.autograd.grad(loss, [f[m] for m in out.enhanced])
+    return out, grads
+
+
+@pytest.mark.parametrize("mode", ["token", "feature"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_symmetric_equals_every_ordered_pair_at_convergence(mode, masked):
+    """(a), (c): solved to tol 1e-10, the transposed plans equal the plans solved directly, and so
+    do the outputs and the gradients with respect to the features (float64)."""
+    f = _feats(B=4, k=6, d=5)
+    masks = _masks() if masked else None
+    kw = dict(reg=0.2, mode=mode, max_iter=3000, tol=1e-10)
+    sym, g_sym = _outputs_and_grads(f, masks, symmetric=True, **kw)
+    full, g_full = _outputs_and_grads(f, masks, symmetric=False, **kw)
+    assert bool(sym.converged.all()) and bool(full.converged.all())
+    torch.testing.assert_close(sym.plans, full.plans, rtol=0, atol=1e-9)
+    for m in NAMES:
+        torch.testing.assert_close(sym.enhanced[m], full.enhanced[m], rtol=0, atol=1e-8)
+    for a, b in zip(g_sym, g_full):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_symmetric_differs_at_a_fixed_iteration_count_by_the_reported_marginal_errors(masked, monkeypatch):
+    """(b), (c): after 3 iterations P_ji != P_ij^T. Each iteration ends with the u-update, so a plan
+    matches its source marginal exactly and its target marginal up to the residual the solver
+    reports. Hence D = P_ij - P_ji^T has column sums equal to the residual of (i, j) and row sums
+    equal to minus the residual of (j, i): ||D^T 1||_2 = err_ij and ||D 1||_2 = err_ji, the errors
+    Sinkhorn returns (tested to 1e-12). The entries themselves are not bounded by the marginals in
+    general; on these inputs ||D||_1 <= 2 (|delta_ij|_1 + |delta_ji|_1) (about 1-1.5 measured)."""
+    errs = []
+    real = fia_mod.sinkhorn
+
+    def spy(*args, **kwargs):
+        res = real(*args, **kwargs)
+        errs.append(res.err)
+        return res
+
+    monkeypatch.setattr(fia_mod, "sinkhorn", spy)
+    f = _feats(B=4, k=6, d=5)
+    masks = _masks() if masked else None
+    w = fia_mod._marginal(torch.stack([masks[m] if masked else torch.ones(4, 6, dtype=torch.bool) for m in NAMES], 1),
+                          torch.float64)
+    full = fia(f, masks, reg=0.1, max_iter=3, tol=0.0, symmetric=False)
+    sym = fia(f, masks, reg=0.1, max_iter=3, tol=0.0, symmetric=True)
+    err = errs[0]                                                   # [B, 6], the ordered pairs
+    assert float((sym.plans - full.plans).abs().max()) > 1e-4      # they do differ here
+    n = {m: i for i, m in enumerate(NAMES)}
+    for p, (i, j) in enumerate(full.pairs):
+        q = full.pairs.index((j, i))
+        D = full.plans[:, p] - full.plans[:, q].mT                 # = P_ij - (plan symmetric uses for (i, j))^T
+        if n[i] < n[j]:                                             # solved as (i, j): its transpose stands for (j, i)
+            torch.testing.assert_close(sym.plans[:, q], full.plans[:, p].mT, rtol=0, atol=1e-15)
+        torch.testing.assert_close(D.sum(-2).norm(dim=-1), err[:, p], rtol=0, atol=1e-12)
+        torch.testing.assert_close(D.sum(-1).norm(dim=-1), err[:, q], rtol=0, atol=1e-12)
+        l1 = ((full.plans[:, p].sum(-2) - w[:, n[j]]).abs().sum(-1)
+              + (full.plans[:, q].sum(-2) - w[:, n[i]]).abs().sum(-1))
+        assert bool((D.abs().sum((-2, -1)) <= 2 * l1 + 1e-12).all())
+
+
+@pytest.mark.parametrize("mode", ["token", "feature"])
+def test_symmetric_keeps_the_documented_shapes(mode):
+    """(d): plans, pairs, n_iter and converged cover every ordered pair, [B, P, ...], and the
+    reverse pair repeats the iterations of the pair it is the transpose of."""
+    f = _feats(B=3, k=5, d=4)
+    out = fia(f, _masks(B=3, k=5), mode=mode, max_iter=7)
+    n = 5 if mode == "token" else 4
+    assert out.pairs == [("text", "audio"), ("text", "vision"), ("audio", "text"),
+                         ("audio", "vision"), ("vision", "text"), ("vision", "audio")]
+    assert out.plans.shape == (3, 6, n, n) and out.n_iter.shape == (3, 6) and out.converged.shape == (3, 6)
+    assert out.n_iter.dtype == torch.int64 and out.converged.dtype == torch.bool
+    for p, (i, j) in enumerate(out.pairs):
+        q = out.pairs.index((j, i))
+        assert torch.equal(out.plans[:, q], out.plans[:, p].mT)
+        assert torch.equal(out.n_iter[:, q], out.n_iter[:, p]) and torch.equal(out.converged[:, q], out.converged[:, p])
+    with pytest.raises(TypeError, match="symmetric must be True or False"):
+        fia(f, symmetric=1)
+
+
+# ----- the batched formulation equals the straightforward one ------------------------------------
+
+def _reference_fia(feats, masks, reg, mode, max_iter, tol):
+    """FIA written the obvious way: every ordered pair (i, j) stacked, its cosine cost by
+    ot.cosine_cost, one Sinkhorn call, E_{i->j} = diag(a)^{-1} P E_j (token) or d E_i P^T
+    (feature), padded rows zeroed, concatenated per source. Returns (enhanced, plans)."""
+    from infoenh.ot import cosine_cost, sinkhorn
+
+    names = [m for m in NAMES if m in feats]
+    B, k, d = feats[names[0]].shape
+    if masks is not None:
+        feats = {m: feats[m] * masks[m].unsqueeze(-1).double() for m in names}
+    pairs = [(i, j) for i in names for j in names if i != j]
+    src = torch.stack([feats[i] for i, _ in pairs], 1)
+    tgt = torch.stack([feats[j] for _, j in pairs], 1)
+    if mode == "token":
+        cost = cosine_cost(src, tgt)
+        if masks is None:
+            a = b = None
+            inv = torch.full((B, len(pairs), k, 1), float(k), dtype=torch.float64)
+        else:
+            w = {m: fia_mod._marginal(masks[m], torch.float64) for m in names}
+            a, b = torch.stack([w[i] for i, _ in pairs], 1), torch.stack([w[j] for _, j in pairs], 1)
+            inv = torch.where(a > 0, 1 / a.clamp(min=1e-30), torch.zeros_like(a)).unsqueeze(-1)
+        plan = sinkhorn(cost, reg, a, b, max_iter=max_iter, tol=tol).plan
+        moved = inv * (plan @ tgt)
+    else:
+        plan = sinkhorn(cosine_cost(src.mT, tgt.mT), reg, max_iter=max_iter, tol=tol).plan
+        moved = d * (src @ plan.mT)
+    if masks is not None:
+        moved = moved * torch.stack([masks[i] for i, _ in pairs], 1).unsqueeze(-1).double()
+    enhanced = {i: torch.cat([feats[i]] + [moved[:, p] for p, (s, _) in enumerate(pairs) if s == i], -1)
+                for i in names}
+    return enhanced, plan
+
+
+@pytest.mark.parametrize("mode", ["token", "feature"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("names", [NAMES, ("text", "vision")])
+def test_every_ordered_pair_equals_the_straightforward_formulation(mode, masked, names):
+    """symmetric=False: the Gram-block costs, the plans grouped by target in one batched product,
+    the row weights folded into the plans and the unbind/cat assembly give the values and the
+    gradients of the pair-by-pair formulation (float64, same solver calls: identical up to rounding)."""
+    f = {m: v for m, v in _feats(B=4, k=6, d=5).items() if m in names}
+    masks = {m: v for m, v in _masks().items() if m in names} if masked else None
+    kw = dict(reg=0.1, max_iter=40, tol=1e-9)
+    leaves = {m: v.clone().requires_grad_() for m, v in f.items()}
+    ours = fia(leaves, masks, mode=mode, symmetric=False, **kw)
+    ref_leaves = {m: v.clone().requires_grad_() for m, v in f.items()}
+    ref, ref_plans = _reference_fia(ref_leaves, masks, mode=mode, **kw)
+    torch.testing.assert_close(ours.plans, ref_plans, rtol=0, atol=1e-13)
+    g = torch.Generator().manual_seed(2)
+    weights = {m: torch.randn(ref[m].shape, generator=g, dtype=torch.float64) for m in names}
+    for m in names:
+        torch.testing.assert_close(ours.enhanced[m], ref[m], rtol=0, atol=1e-12)
+    ga = torch.autograd.grad(sum((ours.enhanced[m] * weights[m]).sum() for m in names), list(leaves.values()))
+    gb = torch.autograd.grad(sum((ref[m] * weights[m]).sum() for m in names), list(ref_leaves.values()))
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)

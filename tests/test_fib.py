@@ -244,27 +244,31 @@ def _reference_fib(fib, x, mask):
     e = h.gather(1, top.unsqueeze(-1).expand(B, n, d))
     if fib.pool.score == "learned":
         e = e * torch.sigmoid(s.gather(1, top)).unsqueeze(-1)
-    e = e * real.unsqueeze(-1).float()
+    e = e * real.unsqueeze(-1).to(e.dtype)
     idx = top.masked_fill(~real, -1)
     if n < k:
         e = torch.cat([e, e.new_zeros(B, k - n, d)], 1)
         real = torch.cat([real, real.new_zeros(B, k - n)], 1)
         idx = torch.cat([idx, idx.new_full((B, k - n), -1)], 1)
-    row = real.unsqueeze(-1).float()
+    row = real.unsqueeze(-1).to(e.dtype)
     if fib.gate is None:
         return e, e, real, idx, row.expand_as(e)
     g = torch.sigmoid(fib.gate(e))
-    hard = (g > fib.threshold).float() * row
+    hard = (g > fib.threshold).to(e.dtype) * row
     return e, e * hard * g, real, idx, hard
 
 
 @pytest.mark.parametrize("score", ["learned", "norm"])
 @pytest.mark.parametrize("gate", [True, False])
 @pytest.mark.parametrize("L", [3, 40])                       # fewer steps than k, and many more
-def test_fib_equals_the_project_everything_reference(score, gate, L):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fib_equals_the_project_everything_reference(score, gate, L, dtype):
+    """Also the other reformulations of the kept-rows path: the time order from one sort of the
+    keys t / L + t, the gPool factor and the pad-row zeroing in one pass, the hard mask as a
+    logical and. float64: to rounding (1e-12)."""
     torch.manual_seed(1)
-    fib = FIB(7, 16, 6, score=score, gate=gate)
-    x = torch.randn(5, L, 7, requires_grad=True)
+    fib = FIB(7, 16, 6, score=score, gate=gate).to(dtype)
+    x = torch.randn(5, L, 7, requires_grad=True, dtype=dtype)
     mask = torch.rand(5, L) < 0.7
     mask[0] = True
     mask[1] = False                                          # a sample with no real step
@@ -272,14 +276,17 @@ def test_fib_equals_the_project_everything_reference(score, gate, L):
     out = fib(x, mask)
     e, z, m, idx, hard = _reference_fib(fib, x, mask)
     assert torch.equal(out.idx, idx) and torch.equal(out.mask, m) and torch.equal(out.hard, hard)
-    torch.testing.assert_close(out.e, e, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(out.z, z, rtol=1e-5, atol=1e-6)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.e, e, **tol)
+    torch.testing.assert_close(out.z, z, **tol)
+    torch.testing.assert_close(out.kept_frac, hard.sum() / (m.sum() * hard.shape[-1]).clamp(min=1).to(dtype), **tol)
     # gradients of every parameter and of the input are those of the reference as well
     w = torch.randn_like(z)
     ours = torch.autograd.grad((out.z * w).sum() + out.e.square().sum(), [x, *fib.parameters()])
     ref = torch.autograd.grad((z * w).sum() + e.square().sum(), [x, *fib.parameters()])
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-11, atol=1e-11)
     for (name, _), a, b in zip([("x", x), *fib.named_parameters()], ours, ref):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(a, b, msg=name, **tol)
 
 
 def test_learned_ranking_in_input_space_matches_projected_scores():

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
-SECTIONS = ("cuda-tests", "sinkhorn", "selfmm", "amp")
+SECTIONS = ("cuda-tests", "sinkhorn", "train-step", "selfmm", "amp")
 
 pytestmark = [
     pytest.mark.slow,
@@ -73,7 +73,20 @@ def test_every_section_reports_finite_numbers(dry_run):
     assert doc["sections"]["cuda-tests"]["status"] == ("ok" if cuda else "skipped (no CUDA)")
     measured = {r["measurement"] for r in doc["rows"]}
     assert any("ratio ot.batch" in m for m in measured)
+    assert any(m.endswith("fwd+bwd: ratio ot.batch[sinkhorn] / project implicit")
+               or m.endswith("fwd+bwd: ratio ot.batch[log_sinkhorn] / project implicit") for m in measured)
+    assert not any("fwd: project implicit" in m for m in measured)   # implicit changes only the backward
     assert "ratio InfoEnh / host: time per step" in measured
+    for host in ("lf", "selfmm", "misa"):           # train-step: each host alone and with InfoEnh, and the ratio
+        steps = {r["measurement"]: r for r in doc["rows"]
+                 if r["section"] == "train-step" and r["measurement"].startswith(host)}
+        assert {f"{host} (batch 4): host step", f"{host} (batch 4): host + InfoEnh step",
+                f"{host}: ratio InfoEnh / host (target <= 1.25)"} == set(steps), steps
+        ratio = steps[f"{host}: ratio InfoEnh / host (target <= 1.25)"]
+        assert ratio["value"] == pytest.approx(steps[f"{host} (batch 4): host + InfoEnh step"]["value"]
+                                               / steps[f"{host} (batch 4): host step"]["value"])
+        assert ratio["precision"] == "fp32"          # the dry run's CPU: no autocast
+    assert set(doc["sections"]["train-step"]["detail"]["hosts"]) == {"lf", "selfmm", "misa"}
     assert {"selected epoch (valid loss only)", "valid loss of the selected epoch", "test MAE"} <= measured
     amp = [r for r in doc["rows"] if r["section"] == "amp" and "fp32" in r]
     assert all(r["value"] == pytest.approx(r["bf16"] - r["fp32"]) for r in amp)
@@ -100,6 +113,18 @@ def test_a_section_over_its_budget_is_stopped_and_reported(tmp_path):
     assert doc["sections"]["sinkhorn"]["status"].startswith("stopped: overran its budget of 1 s")
     assert doc["sections"]["amp"]["status"] == "not run (--only)"
     assert "STOPPED" in proc.stdout and "NOT OK" in proc.stdout
+
+
+def test_budgets_add_up_to_at_most_470_seconds():
+    """The GPU run fits a 10-minute command: setup plus every section's budget <= 470 s."""
+    import re
+
+    text = SCRIPT.read_text()
+    budgets = dict(re.findall(r"\[([a-z-]+)\]=(\d+)", re.search(r"declare -A BUDGET=\((.*)\)", text).group(1)))
+    assert set(budgets) == set(SECTIONS)
+    setup = int(re.search(r"^SETUP_BUDGET=(\d+)", text, re.M).group(1))
+    assert setup + sum(map(int, budgets.values())) <= 470
+    assert re.search(r"^SECTIONS=\((.*)\)", text, re.M).group(1).split() == list(SECTIONS)
 
 
 def _worker():

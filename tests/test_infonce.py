@@ -239,3 +239,55 @@ def test_sum_of_the_hand_computed_case_and_of_a_batch_without_negatives():
 def test_unknown_reduction_is_refused(bad):
     with pytest.raises(ValueError, match=r"reduction must be 'mean' .* or 'sum' .*, got "):
         sentiment_infonce(torch.randn(2, 3, 4), torch.randn(2, 3, 4), torch.tensor([1.0, -1.0]), reduction=bad)
+
+
+# ----- all modalities at once equal one modality at a time ---------------------------------------
+
+def _reference_infonce(e, z, labels, mask, tau, negatives, pool, reduction):
+    """Eq. 5 for one modality, written the obvious way: pool, normalise, [B, B] logits, a
+    logsumexp over the positive and the negatives of each anchor, reduce."""
+    w = mask.unsqueeze(-1).to(e.dtype)
+    if pool == "mean":
+        pe, pz = (e * w).sum(1) / w.sum(1).clamp(min=1.0), (z * w).sum(1) / w.sum(1).clamp(min=1.0)
+    else:
+        pe, pz = (e * w).flatten(1), (z * w).flatten(1)
+    pe, pz = F.normalize(pe, dim=-1, eps=1e-8), F.normalize(pz, dim=-1, eps=1e-8)
+    logits = pz @ pe.T / tau
+    neg = negative_mask(labels, negatives, batch_size=e.shape[0])
+    keep = neg | torch.eye(e.shape[0], dtype=torch.bool)
+    per_anchor = torch.logsumexp(logits.masked_fill(~keep, float("-inf")), dim=1) - logits.diagonal()
+    has_neg = neg.any(dim=1)
+    total = (per_anchor * has_neg.double()).sum()
+    return total if reduction == "sum" else total / max(int(has_neg.sum()), 1)
+
+
+@pytest.mark.parametrize("pool", ["mean", "flatten"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("negatives", ["sign", "acc7", "all"])
+def test_stacked_modalities_equal_the_per_modality_reference(pool, reduction, negatives):
+    """infonce_per_modality on [B, M, k, d] (what InfoEnh calls, one batched [M, B, B] product)
+    gives each modality's value and gradients of the straightforward formulation (float64)."""
+    from infoenh.infonce import infonce_per_modality
+
+    g = torch.Generator().manual_seed(4)
+    B, M, k, d = 7, 3, 4, 5
+    e = torch.randn(B, M, k, d, generator=g, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(B, M, k, d, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(B, M, k, generator=g) < 0.7
+    mask[2, 1] = False                                          # a sample with no real row in one modality
+    y = torch.tensor([1.2, -0.4, 0.0, 2.5, -2.0, 0.6, 0.6], dtype=torch.float64)
+    neg = negative_mask(y, negatives)
+    loss, no_neg = infonce_per_modality(e, z, neg, mask, tau=0.3, pool=pool, reduction=reduction)
+    assert loss.shape == (M,) and no_neg.dim() == 0 and int(no_neg) == int((~neg.any(1)).sum())
+    ref = torch.stack([_reference_infonce(e[:, m], z[:, m], y, mask[:, m], 0.3, negatives, pool, reduction)
+                       for m in range(M)])
+    torch.testing.assert_close(loss, ref, rtol=1e-13, atol=1e-13)
+    for m in range(M):                                          # and the public one-modality function
+        one = sentiment_infonce(e[:, m], z[:, m], y, mask[:, m], tau=0.3, negatives=negatives, pool=pool,
+                                reduction=reduction)
+        torch.testing.assert_close(one.loss, ref[m], rtol=1e-13, atol=1e-13)
+    w = torch.tensor([0.3, -1.1, 2.0], dtype=torch.float64)
+    ga = torch.autograd.grad((loss * w).sum(), [e, z])
+    gb = torch.autograd.grad((ref * w).sum(), [e, z])
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

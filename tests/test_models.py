@@ -417,3 +417,84 @@ def test_plan_gradient_reaches_fib_under_attention_pooling():
         m(b).pred.sum().backward()
         grads[detach] = m.infoenh.fib["text"].proj.weight.grad.clone()
     assert float((grads[False] - grads[True]).abs().max()) > 1e-6
+
+
+# ----- exact reformulations for speed equal the straightforward formulations ----------------------
+
+def test_attention_pool_hand_written_backward_equals_autograd():
+    """AttentionPool's backward (_AttentionPoolFn: one buffer for dL/dh) equals autograd on the
+    plain formulation (attention_pool_reference), values and gradients, float64; masked rows and a
+    sample with no real row included; and it passes gradcheck."""
+    from infoenh.models.pooling import AttentionPool, _AttentionPoolFn, attention_pool_reference
+
+    torch.manual_seed(0)
+    att = AttentionPool(6).double()
+    h = torch.randn(4, 5, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5, [False, True, True, False, True]])
+    g = torch.randn(4, 6, dtype=torch.float64)
+    ours = att(h, mask)
+    ref = attention_pool_reference(h, att.score.weight, mask)
+    torch.testing.assert_close(ours, ref, rtol=1e-14, atol=1e-14)
+    assert ours.grad_fn.name().startswith("_AttentionPoolFn")
+    ga = torch.autograd.grad((ours * g).sum(), [h, att.score.weight])
+    gb = torch.autograd.grad((ref * g).sum(), [h, att.score.weight])
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    w = att.score.weight.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, v: _AttentionPoolFn.apply(x, v, mask), (h, w))
+    with torch.autocast("cpu", dtype=torch.bfloat16):       # autocast: the plain formulation
+        assert att.float()(h.float(), mask).grad_fn.name() != "_AttentionPoolFnBackward"
+
+
+def test_stacked_bilstm_skips_the_reordering_of_end_padded_rows():
+    """Rows padded at the end need no left_align/restore: the outputs and every gradient are those
+    of the general path (forced), bit for bit (the reordering is the identity there; the encoder
+    computes in float32 whatever its input)."""
+    import infoenh.models.encoders as enc_mod
+
+    torch.manual_seed(0)
+    enc = StackedBiLSTM(5)
+    x = torch.randn(3, 9, 5, requires_grad=True)
+    mask = torch.arange(9) < torch.tensor([[9], [4], [1]])
+    assert enc_mod._lengths_on_cpu(mask)[1] and not enc_mod._lengths_on_cpu(torch.flip(mask, [1]))[1]
+    runs = []
+    for force_general in (False, True):
+        real = enc_mod._lengths_on_cpu
+        if force_general:
+            enc_mod._lengths_on_cpu = lambda m: (real(m)[0], False)
+        try:
+            seq, utt = enc(x, mask)
+        finally:
+            enc_mod._lengths_on_cpu = real
+        loss = (seq * torch.linspace(-1, 1, 20)).sum() + utt.square().sum()
+        runs.append((seq, utt, torch.autograd.grad(loss, [x, *enc.parameters()])))
+    (s1, u1, g1), (s2, u2, g2) = runs
+    assert torch.equal(s1, s2) and torch.equal(u1, u2)
+    for a, b in zip(g1, g2):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_hosts_skip_their_own_pooling_only_with_infoenh(name):
+    """With InfoEnh the host's own pooled vectors are never read: encode(pooled=False) skips them
+    and the forward is unchanged; without InfoEnh they are computed as before."""
+    m, b = build(name, "full")
+    m.eval()                                                # no dropout: two encodings agree
+    masks = m.check_batch(b)
+    seqs, pooled = m.encode(b, masks)
+    seqs2, none = m.encode(b, masks, pooled=False)
+    assert none is None and set(pooled) == set(m.modalities)
+    for x in m.modalities:
+        assert torch.equal(seqs[x], seqs2[x])
+    calls = []
+    real = m.encode
+    m.encode = lambda *a, **kw: calls.append(kw.get("pooled", True)) or real(*a, **kw)
+    with torch.no_grad():
+        m(b)
+    assert calls == [False]
+    host, hb = build(name, "none")
+    host.encode = lambda *a, real=host.encode, **kw: calls.append(kw.get("pooled", True)) or real(*a, **kw)
+    host.eval()
+    with torch.no_grad():
+        host(hb)
+    assert calls == [False, True]

@@ -365,8 +365,8 @@ def test_ot_stop_and_tol_reach_the_solver(monkeypatch):
     import infoenh.module as module_mod
 
     seen = []
-    real = module_mod.fia
-    monkeypatch.setattr(module_mod, "fia", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    real = module_mod.align_stacked
+    monkeypatch.setattr(module_mod, "align_stacked", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
     seqs, masks, labels = _batch()
     runs = {}
     for key, kw in {"marginal": {}, "scaling": dict(ot_stop="scaling"),
@@ -405,7 +405,7 @@ def test_threshold_reaches_every_fib():
 
 SETTING_KEYS = {"use_fib", "use_infonce", "use_fia", "alpha", "tau", "negatives", "infonce_reduction", "score",
                 "threshold", "straight_through", "d", "k", "reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol",
-                "detach_plan", "modalities"}
+                "detach_plan", "fia_symmetric", "modalities"}
 
 
 def test_settings_lists_every_default():
@@ -416,7 +416,7 @@ def test_settings_lists_every_default():
     assert s == dict(use_fib=True, use_infonce=True, use_fia=True, alpha=0.5, tau=0.1, negatives="sign",
                      infonce_reduction="mean", score="learned", threshold=0.5, straight_through=False, d=128, k=16,
                      reg=0.1, fia_mode="token", ot_iters=100, ot_stop="marginal", ot_tol=1e-6, detach_plan=False,
-                     modalities=["text", "audio", "vision"])
+                     fia_symmetric=True, modalities=["text", "audio", "vision"])
     assert json.loads(json.dumps(s)) == s
 
 
@@ -424,7 +424,7 @@ def test_settings_lists_every_default():
     {},
     dict(use_fib=False, use_infonce=False, alpha=2.0, tau=0.3, negatives="acc7", infonce_reduction="sum",
          score="norm", threshold=0.4, straight_through=True, d=6, k=3, reg=0.05, fia_mode="feature",
-         ot_iters=30, ot_stop="scaling", detach_plan=True),
+         ot_iters=30, ot_stop="scaling", detach_plan=True, fia_symmetric=False),
     dict(use_fia=False, ot_stop="scaling", ot_tol=1e-4),
 ])
 def test_settings_round_trip(kw):
@@ -445,9 +445,49 @@ def test_settings_round_trip(kw):
         (dict(ot_tol=float("inf")), ValueError, r"ot_tol .* >= 0, got inf"),
         (dict(ot_iters=0), ValueError, r"ot_iters must be an integer >= 1, got 0"),
         (dict(straight_through="yes"), TypeError, "straight_through must be True or False"),
+        (dict(fia_symmetric=1), TypeError, "fia_symmetric must be True or False"),
         (dict(threshold=1.0), ValueError, r"threshold must lie in \[0, 1\)"),
     ],
 )
 def test_bad_new_options_are_refused_at_construction(kwargs, err, match):
     with pytest.raises(err, match=match):
         InfoEnh(DIMS, **kwargs)
+
+
+# ----- the stacked forward equals the module-by-module composition --------------------------------
+
+@pytest.mark.parametrize("kw", [{}, dict(fia_symmetric=False, infonce_reduction="sum"),
+                                dict(fia_mode="feature", negatives="acc7"), dict(use_fia=False)])
+def test_forward_equals_fib_infonce_and_fia_called_one_by_one(kw):
+    """InfoEnh stacks the modalities once and runs InfoNCE (one [M, B, B] product) and FIA
+    (align_stacked) on the stack. Same values and parameter gradients as FIB per modality, the
+    public sentiment_infonce per modality and the public fia on the dict (float64)."""
+    from infoenh.fia import fia
+    from infoenh.infonce import sentiment_infonce
+
+    model = _model(**kw).double()
+    seqs, masks, labels = _batch()
+    seqs = {m: v.double() for m, v in seqs.items()}
+    masks["audio"][2] = False                                        # no real step in one modality
+    labels = labels.double()
+    out = model(seqs, masks, labels)
+    fib = {m: model.fib[m](seqs[m], masks[m]) for m in DIMS}
+    aux = sum(sentiment_infonce(fib[m].e, fib[m].z, labels, fib[m].mask, tau=model.tau, negatives=model.negatives,
+                                reduction=model.infonce_reduction).loss for m in DIMS)
+    ref = {m: o.z for m, o in fib.items()}
+    if model.use_fia:
+        ref = fia(ref, {m: o.mask for m, o in fib.items()}, reg=model.reg, mode=model.fia_mode,
+                  max_iter=model.ot_iters, tol=model.ot_tol, stop=model.ot_stop,
+                  symmetric=model.fia_symmetric).enhanced
+    torch.testing.assert_close(out.aux_loss, model.alpha * aux, rtol=1e-12, atol=1e-12)
+    for m in DIMS:
+        torch.testing.assert_close(out.seqs[m], ref[m], rtol=1e-12, atol=1e-12)
+    g = torch.Generator().manual_seed(3)
+    w = {m: torch.randn(ref[m].shape, generator=g, dtype=torch.float64) for m in DIMS}
+    params = [p for p in model.parameters() if p.requires_grad]
+    ga = torch.autograd.grad(out.aux_loss + sum((out.seqs[m] * w[m]).sum() for m in DIMS), params, allow_unused=True)
+    gb = torch.autograd.grad(model.alpha * aux + sum((ref[m] * w[m]).sum() for m in DIMS), params, allow_unused=True)
+    for a, b in zip(ga, gb):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

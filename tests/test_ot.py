@@ -328,7 +328,7 @@ def test_block_range_bound_contains_every_iterate(reg, spread, scale):
     K = torch.exp(-(torch.rand(6, 5, 7, dtype=F64) * 2) / reg)
     u0 = scale * torch.exp(spread * torch.randn(6, 1, 5, dtype=F64))  # starts far from the fixed point
     a, b = torch.tensor(0.2, dtype=F64), torch.tensor(1 / 7, dtype=F64)
-    _, _, us, vs = _ScalingSteps.apply(K, u0, a, b, 12, False, False, False)
+    *_, us, vs, _, _ = _ScalingSteps.apply(K, u0, a, b, 12, False)
     U, V = torch.cat(us, 1), torch.cat(vs, 1)
     (u_lo, u_hi, v_lo, v_hi), (l_lo, l_hi) = _iterate_bounds(us, vs)
     assert u_lo <= float(U.min()) and float(U.max()) <= u_hi
@@ -336,9 +336,9 @@ def test_block_range_bound_contains_every_iterate(reg, spread, scale):
     last = torch.cat([us[-1], vs[-1]], 2)
     assert l_lo == float(last.min()) and l_hi == float(last.max())
     # the block range uses the bound when it is inside the safe range, else the exact range
-    assert _block_range(us, vs, a, b, False, math.inf) == (min(u_lo, v_lo), max(u_hi, v_hi), l_lo, l_hi)
+    assert _block_range(us, vs, math.inf) == (min(u_lo, v_lo), max(u_hi, v_hi), l_lo, l_hi)
     exact = (min(float(U.min()), float(V.min())), max(float(U.max()), float(V.max())), l_lo, l_hi)
-    assert _block_range(us, vs, a, b, False, 1.0) == exact
+    assert _block_range(us, vs, 1.0) == exact
 
 
 def test_detach_gives_a_constant_plan():
@@ -566,3 +566,218 @@ def test_transport_cost():
     torch.testing.assert_close(transport_cost(P, C), (P * C).sum((-2, -1)))
     with pytest.raises(ValueError, match="same last two"):
         transport_cost(P, torch.rand(2, 4, 3))
+
+
+# ----------------------------------------------------------------------------- zero-mass gradients
+
+
+def _paths(monkeypatch):
+    """Count which paths of the solver ran: absorptions (kernel rebuilt after a kept scaling
+    block) and log-domain blocks (reduced form, used when a marginal has a zero)."""
+    import infoenh.ot as O
+
+    seen = {"log": 0, "kernel": 0}
+    log_steps, kernel = O._log_steps_reduced, O._kernel
+
+    def spy_log(*args, **kw):
+        seen["log"] += 1
+        return log_steps(*args, **kw)
+
+    def spy_kernel(*args, **kw):
+        seen["kernel"] += 1
+        return kernel(*args, **kw)
+
+    monkeypatch.setattr(O, "_log_steps_reduced", spy_log)
+    monkeypatch.setattr(O, "_kernel", spy_kernel)
+    return seen
+
+
+def _one_sided_fd(loss, w, h):
+    """(loss(w + h e_i) - loss(w)) / h for every entry i: the derivative as mass moves in from w_i."""
+    base = loss(w)
+    out = torch.empty_like(w)
+    for i in range(w.numel()):
+        e = torch.zeros_like(w)
+        e.view(-1)[i] = h
+        out.view(-1)[i] = (loss(w + e) - base) / h
+    return out
+
+
+def _plain_scaling_plan(C, reg, a, b, n_it):
+    """POT's ``sinkhorn_knopp`` iterations written out (u0 = 1/n, v first), for autograd."""
+    K = torch.exp(-C / reg)
+    u = torch.full(C.shape[:1], 1.0 / C.shape[0], dtype=C.dtype)
+    for _ in range(n_it):
+        v = b / (K.T @ u)
+        u = a / (K @ v)
+    return u[:, None] * K * v[None, :]
+
+
+# (safe, absorb) ranges that force each path of the solver on one small problem: the defaults
+# (scaling blocks only at reg 0.2), absorbing whenever a scaling leaves [1/1.5, 1.5], and leaving
+# the scaling form (log-domain blocks) whenever one leaves [1/1.5, 1.5].
+PATH_RANGES = {"scaling": None, "absorbed": (1e50, 1.5), "log": (1.5, 1.2)}
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("path", list(PATH_RANGES))
+def test_zero_mass_gradient_matches_one_sided_differences(monkeypatch, dtype, path):
+    """The gradient at a zero entry of a or b is the one-sided derivative (mass moving in from 0):
+    finite and right in every path of the solver, float32 and float64, other entries too.
+    References: one-sided finite differences (float64, h = 1e-8) and autograd through POT's
+    iterations written out in float64."""
+    import infoenh.ot as O
+
+    torch.manual_seed(11)
+    C = torch.rand(5, 6, dtype=F64) * 2
+    W = torch.randn(5, 6, dtype=F64)
+    a = torch.tensor([0.4, 0.0, 0.2, 0.4, 0.0], dtype=F64)
+    b = torch.tensor([0.0, 0.3, 0.3, 0.0, 0.2, 0.2], dtype=F64)
+    reg, n_it = 0.1 if path != "scaling" else 0.2, 40
+
+    def loss(a_, b_, dt=F64):
+        return (sinkhorn(C.to(dt), reg, a_.to(dt), b_.to(dt), max_iter=n_it, tol=0.0).plan * W.to(dt)).sum()
+
+    ga_fd = _one_sided_fd(lambda w: loss(w, b), a, 1e-8)
+    gb_fd = _one_sided_fd(lambda w: loss(a, w), b, 1e-8)
+    a_ref, b_ref = a.clone().requires_grad_(), b.clone().requires_grad_()
+    (_plain_scaling_plan(C, reg, a_ref, b_ref, n_it) * W).sum().backward()
+
+    if PATH_RANGES[path] is not None:
+        monkeypatch.setitem(O._RANGES, dtype, PATH_RANGES[path])
+    seen = _paths(monkeypatch)
+    a_, b_ = a.to(dtype).requires_grad_(), b.to(dtype).requires_grad_()
+    loss(a_, b_, dtype).backward()
+    assert {"scaling": seen == {"log": 0, "kernel": 0}, "absorbed": seen["log"] == 0 and seen["kernel"] > 1,
+            "log": seen["log"] > 0}[path], seen
+    assert torch.isfinite(a_.grad).all() and torch.isfinite(b_.grad).all()
+    assert abs(float(a_ref.grad[1])) > 0.1 and abs(float(b_ref.grad[0])) > 0.1  # zero entries: not 0
+    tight = dict(rtol=1e-9, atol=1e-9) if dtype == F64 else dict(rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(a_.grad.double(), a_ref.grad, **tight)
+    torch.testing.assert_close(b_.grad.double(), b_ref.grad, **tight)
+    torch.testing.assert_close(a_.grad.double(), ga_fd, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(b_.grad.double(), gb_fd, rtol=1e-3, atol=1e-3)
+
+
+def test_zero_mass_plan_and_iterations_still_match_pot_in_every_path():
+    """The reduced form used for zero-mass marginals runs POT's iterations (same plan, same stop)."""
+    rng = np.random.default_rng(8)
+    C = rng.random((3, 5, 6)) * 2
+    a = np.array([0.4, 0.0, 0.2, 0.4, 0.0])
+    b = np.array([0.0, 0.3, 0.3, 0.0, 0.2, 0.2])
+    for reg, max_iter, tol in ((1.0, 5, 0.0), (0.1, 400, 1e-10), (0.01, 300, 1e-9)):
+        P_ref, it_ref = _pot_batch(a, b, C, reg, max_iter, tol)
+        r = sinkhorn(torch.tensor(C), reg, torch.tensor(a), torch.tensor(b), max_iter=max_iter, tol=tol)
+        np.testing.assert_allclose(r.plan.numpy(), P_ref, atol=1e-9, rtol=0)
+        np.testing.assert_array_equal(r.n_iter.numpy(), it_ref)
+
+
+# ----------------------------------------------------------------------------- dual potentials
+
+
+@pytest.mark.parametrize("reg, method", [(0.5, "sinkhorn"), (0.05, "sinkhorn"), (0.01, "sinkhorn_log")])
+def test_potentials_are_pots_log_scalings_times_reg(reg, method):
+    rng = np.random.default_rng(21)
+    C = rng.random((4, 7)) * 2
+    a, b = _rand_marginal(rng, 4), _rand_marginal(rng, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, log = ot.sinkhorn(a, b, C, reg, method=method, numItermax=50, stopThr=0.0, log=True)
+    log_u, log_v = (log["log_u"], log["log_v"]) if method == "sinkhorn_log" else (np.log(log["u"]), np.log(log["v"]))
+    r = sinkhorn(torch.tensor(C), reg, torch.tensor(a), torch.tensor(b), max_iter=50, tol=0.0)
+    assert r.f.shape == (4,) and r.g.shape == (7,)
+    # POT's sinkhorn_log starts from u = 1 rather than sinkhorn_knopp's 1/n: the same plan, with
+    # potentials shifted by a constant (f + c, g - c); the project follows sinkhorn_knopp's start
+    shift = 0.0 if method == "sinkhorn" else reg * math.log(len(a))
+    np.testing.assert_allclose(r.f.numpy(), reg * log_u - shift, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r.g.numpy(), reg * log_v + shift, rtol=1e-9, atol=1e-12)
+    # the plan is exp((f + g - C) / reg)
+    P = torch.exp((r.f[:, None] + r.g[None, :] - torch.tensor(C)) / reg)
+    torch.testing.assert_close(P, r.plan, rtol=1e-9, atol=1e-15)
+
+
+def test_potentials_are_the_gradient_of_the_cost_and_minus_inf_at_zero_mass():
+    """At convergence, d OT_reg / d a = f up to a constant shared by all points (dual optimality)."""
+    torch.manual_seed(4)
+    C = torch.rand(2, 5, 4, dtype=F64) * 2
+    a = torch.tensor([[0.3, 0.1, 0.2, 0.2, 0.2], [0.5, 0.0, 0.25, 0.25, 0.0]], dtype=F64, requires_grad=True)
+    b = torch.full((4,), 0.25, dtype=F64)
+    reg = 0.2
+    r = sinkhorn(C, reg, a, b, max_iter=2000, tol=1e-13)
+    assert r.converged.all()
+    P = r.plan
+    value = (P * C).sum((-2, -1)) + reg * (P * (torch.log(P.clamp_min(1e-300)) - 1)).sum((-2, -1))
+    (g,) = torch.autograd.grad(value.sum(), a)
+    f = r.f.detach()
+    assert torch.isinf(f[1, [1, 4]]).all() and (f[1, [1, 4]] < 0).all() and torch.isfinite(f[0]).all()
+    pos = a.detach() > 0
+    diff = (g - f)[pos]
+    torch.testing.assert_close(diff[:5] - diff[0], torch.zeros(5, dtype=F64), atol=1e-8, rtol=0)
+    assert torch.isfinite(r.g).all()
+
+
+def test_potentials_follow_batch_shape_and_dtype():
+    C = torch.rand(2, 3, 4, 5)
+    r = sinkhorn(C, 0.1, max_iter=20)
+    assert r.f.shape == (2, 3, 4) and r.g.shape == (2, 3, 5) and r.f.dtype == torch.float32
+
+
+# ----------------------------------------------------------------------------- implicit gradient
+
+
+@pytest.mark.parametrize("zero_mass", [False, True])
+@pytest.mark.parametrize("n, m", [(5, 6), (7, 3)])
+def test_implicit_gradient_equals_unrolled_at_convergence(n, m, zero_mass):
+    torch.manual_seed(5)
+    C = torch.rand(3, n, m, dtype=F64) * 2
+    W = torch.randn(3, n, m, dtype=F64)
+    a = torch.rand(3, n, dtype=F64) + 0.1
+    b = torch.rand(m, dtype=F64) + 0.1
+    if zero_mass:
+        a[:, 1] = 0.0
+        b[0] = 0.0
+    a, b = a / a.sum(-1, keepdim=True), b / b.sum()
+    grads = {}
+    for mode in ("unrolled", "implicit"):
+        Cg, ag, bg = (x.clone().requires_grad_() for x in (C, a, b))
+        r = sinkhorn(Cg, 0.1, ag, bg, max_iter=3000, tol=1e-14, grad=mode)
+        assert r.converged.all()
+        (r.plan * W).sum().backward()
+        grads[mode] = (Cg.grad, ag.grad, bg.grad, r.plan.detach())
+    for u, i in zip(grads["unrolled"], grads["implicit"]):
+        torch.testing.assert_close(i, u, rtol=1e-7, atol=1e-9)
+
+
+def test_implicit_gradient_passes_gradcheck_on_converged_problems():
+    torch.manual_seed(6)
+    C = (torch.rand(2, 4, 3, dtype=F64) * 2).requires_grad_()
+    a = (torch.rand(2, 4, dtype=F64) + 0.1).requires_grad_()
+    b = (torch.rand(3, dtype=F64) + 0.1).requires_grad_()
+
+    def f(C, a, b):
+        return sinkhorn(C, 0.3, a / a.sum(-1, keepdim=True), b / b.sum(), max_iter=5000, tol=1e-15,
+                        grad="implicit").plan
+
+    assert torch.autograd.gradcheck(f, (C, a, b), atol=1e-6)
+
+
+def test_implicit_gradient_is_finite_in_float32_and_keeps_no_iterates():
+    """The implicit mode saves the same tensors whatever max_iter is; the unrolled one grows."""
+    from infoenh.teaching import saved_tensor_bytes
+
+    torch.manual_seed(8)
+    C = (torch.rand(4, 6, 6) * 2).requires_grad_()
+
+    def saved_bytes(grad, max_iter):
+        plan, n = saved_tensor_bytes(lambda: sinkhorn(C, 0.05, max_iter=max_iter, tol=0.0, grad=grad).plan)
+        (plan * C).sum().backward()
+        return n
+
+    assert saved_bytes("implicit", 20) == saved_bytes("implicit", 200)
+    assert saved_bytes("unrolled", 200) > 3 * saved_bytes("unrolled", 20)
+    assert torch.isfinite(C.grad).all()
+
+
+def test_grad_option_is_checked():
+    with pytest.raises(ValueError, match="grad must be 'unrolled'.*or 'implicit'"):
+        sinkhorn(torch.rand(3, 3), 0.1, grad="autodiff")

@@ -247,3 +247,18 @@ def test_every_chapter_has_checked_exercises_and_a_clean_student_version(path):
                 f"{path.name}: a solution survived in the student version")
     exercises = sum(c.source.count("**Exercise") for c in student.cells if c.cell_type == "markdown")
     assert exercises == md.count("**Exercise"), f"{path.name}: the student version lost an exercise"
+
+
+def test_saved_tensor_bytes_counts_each_storage_once():
+    import torch
+
+    from infoenh.teaching import saved_tensor_bytes
+
+    x = torch.rand(100, 10, dtype=torch.float64, requires_grad=True)
+    y, n = saved_tensor_bytes(lambda: (x * x).sum())   # saves x twice: one storage
+    assert n == 100 * 10 * 8 and float(y.detach()) > 0
+    _, n2 = saved_tensor_bytes(lambda: (x.exp() * 2).sum())  # exp saves its result (a new storage)
+    assert n2 == 100 * 10 * 8
+    with torch.no_grad():
+        _, n0 = saved_tensor_bytes(lambda: (x * x).sum())
+    assert n0 == 0

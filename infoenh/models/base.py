@@ -183,9 +183,11 @@ class HostModel(nn.Module):
         return masks
 
     # ----- forward ----------------------------------------------------------------------------
-    def encode(self, batch: Mapping, masks: Dict[str, Optional[Tensor]]):
+    def encode(self, batch: Mapping, masks: Dict[str, Optional[Tensor]], pooled: bool = True):
         """Return ``(seqs, host_pooled)``: encoder sequences ``{m: [B, L_m, w_m]}`` and the
-        original model's pooled vectors ``{m: [B, w_m]}`` (used when InfoEnh is off)."""
+        original model's pooled vectors ``{m: [B, w_m]}`` (used when InfoEnh is off).
+        ``pooled=False`` may skip the host's pooling (``host_pooled`` is then None where it
+        would cost a pass over the sequences): :meth:`features` asks for it only without InfoEnh."""
         raise NotImplementedError
 
     def head(self, feats: Dict[str, Tensor], batch: Mapping, unimodal: Optional[Dict[str, Tensor]] = None):
@@ -204,7 +206,7 @@ class HostModel(nn.Module):
         """:meth:`features` plus the unimodal vectors ``{m: [B, d]}`` (or None), see :meth:`head`."""
         batch = self.bert_text(batch)
         masks = self.check_batch(batch)
-        seqs, host_pooled = self.encode(batch, masks)
+        seqs, host_pooled = self.encode(batch, masks, pooled=self.infoenh is None)
         if self.infoenh is None:
             ref = next(iter(seqs.values()))
             return host_pooled, ref.new_zeros(()).float(), {}, None

@@ -34,6 +34,16 @@ def restore(y: Tensor, order: Tensor) -> Tensor:
     return torch.empty_like(y).scatter_(1, order.unsqueeze(-1).expand(-1, -1, y.shape[-1]), y)
 
 
+def _lengths_on_cpu(mask: Tensor) -> tuple[Tensor, bool]:
+    """``mask [B, L]`` -> (real steps per row on the CPU, int64, at least 1: an empty row is read
+    as length 1 and masked later; whether every row is a prefix, real steps first), with ONE
+    transfer from the device: packing needs the lengths on the CPU anyway."""
+    n = mask.sum(dim=1)                                               # [B] int64
+    hole = (mask[:, 1:] & ~mask[:, :-1]).any()                        # a real step after a padded one
+    host = torch.cat([n, hole.reshape(1).to(n.dtype)]).to("cpu")
+    return host[:-1].clamp_min(1), not bool(host[-1])
+
+
 class StepMLP(nn.Module):
     """Per-step ``Linear -> ReLU -> Dropout``: ``[B, L, d_in] -> [B, L, hidden]``.
 
@@ -89,6 +99,9 @@ class StackedBiLSTM(nn.Module):
 
     ``mask`` decides which steps are read. MMSA's MISA packs audio and vision with the *text*
     lengths; :class:`~infoenh.models.misa.MISA` (``lengths="text"``) passes that prefix mask here.
+    When every row's real steps already come first (MMSA's end padding, and those prefix masks),
+    the reordering (:func:`left_align` / :func:`restore`) is the identity and is skipped, forward
+    and backward; whether it is needed travels to the CPU with the lengths, in one transfer.
     """
 
     def __init__(self, in_dim: int, hidden: int | None = None):
@@ -104,8 +117,12 @@ class StackedBiLSTM(nn.Module):
         B, L, _ = x.shape
         if mask is None:
             mask = torch.ones(B, L, dtype=torch.bool, device=x.device)
-        x, order = left_align(x, mask)
-        lengths = mask.sum(dim=1).clamp_min(1).to("cpu", torch.int64)   # an empty row: length 1, masked later
+        lengths, prefix = _lengths_on_cpu(mask)
+        # rows padded at the end (MMSA's files) are already aligned: no reordering there, nor in
+        # the backward pass (the sequence outputs get a gradient when InfoEnh reads them)
+        order = None
+        if not prefix:
+            x, order = left_align(x, mask)
         with float32_region(x):
             packed = pack_padded_sequence(x.float(), lengths, batch_first=True, enforce_sorted=False)
             out1, (h1, _) = self.rnn1(packed)
@@ -114,7 +131,8 @@ class StackedBiLSTM(nn.Module):
             packed2 = pack_padded_sequence(normed, lengths, batch_first=True, enforce_sorted=False)
             out2, (h2, _) = self.rnn2(packed2)
             out2, _ = pad_packed_sequence(out2, batch_first=True, total_length=L)
-        seq = restore(torch.cat([out1, out2], dim=-1), order) * mask.unsqueeze(-1).to(out1.dtype)
+        seq = torch.cat([out1, out2], dim=-1)
+        seq = (seq if order is None else restore(seq, order)) * mask.unsqueeze(-1).to(out1.dtype)
         # h1, h2: [2 directions, B, h] -> MISA's cat(dim=2).permute(1, 0, 2).view(B, -1)
         utt = torch.cat([h1, h2], dim=2).permute(1, 0, 2).reshape(B, -1)
         return seq, utt

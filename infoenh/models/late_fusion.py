@@ -38,10 +38,11 @@ class LateFusion(HostModel):
         self.mlp = nn.Sequential(nn.Linear(fused, fusion_hidden), nn.ReLU(), nn.Dropout(dropout),
                                  nn.Linear(fusion_hidden, 1))
 
-    def encode(self, batch, masks):
+    def encode(self, batch, masks, pooled=True):
         seqs = {m: self.encoders[m](batch[m], masks[m]) for m in self.modalities}
-        pooled = {m: masked_mean(seqs[m], masks[m]) for m in self.modalities}
-        return seqs, pooled
+        if not pooled:                   # InfoEnh reads the sequences: the masked means would go unused
+            return seqs, None
+        return seqs, {m: masked_mean(seqs[m], masks[m]) for m in self.modalities}
 
     def head(self, feats, batch, unimodal=None):
         u = torch.cat([feats[m] for m in self.modalities], dim=-1)

@@ -154,15 +154,16 @@ class MISA(HostModel):
         masks.update({m: v.expand(B, -1).contiguous() for m, v in prefix.items()})
         return masks
 
-    def encode(self, batch, masks):
-        seqs, pooled = {}, {}
+    def encode(self, batch, masks, pooled=True):
+        seqs, utt = {}, {}
         for m in self.modalities:
             if m == "text":
                 seqs[m] = self.encoders[m](batch[m])
-                pooled[m] = pool(seqs[m], masks[m], self.text_pool)
-            else:
-                seqs[m], pooled[m] = self.encoders[m](batch[m], masks[m])
-        return seqs, pooled
+                if pooled:               # with InfoEnh (pooled=False) the text mean would go unused
+                    utt[m] = pool(seqs[m], masks[m], self.text_pool)
+            else:                        # the LSTMs' final states come with their sequences
+                seqs[m], utt[m] = self.encoders[m](batch[m], masks[m])
+        return seqs, utt if pooled else None
 
     def head(self, feats, batch, unimodal=None):
         ex = {}

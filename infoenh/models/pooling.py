@@ -10,7 +10,9 @@ learned scorer (one weight vector) and is what a host uses after InfoEnh by defa
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 POOLS = ("mean", "last", "first")
 
@@ -56,6 +58,11 @@ class AttentionPool(nn.Module):
     to zeros, with zero (not NaN) gradients. The scorer has no bias: softmax ignores a constant.
     Unlike a mean, the result depends on how the rows differ from each other, so it sees what a
     transport plan does to the rows of FIA's output.
+
+    With float32 / float64 rows outside autocast (how the hosts call it) the gradient is computed
+    by :class:`_AttentionPoolFn`, the same formulas with one [B, L, d] buffer for dL/dh instead of
+    the two outer products and the sum autograd would build; elsewhere autograd runs the same
+    forward formulas (:func:`attention_pool_reference`).
     """
 
     def __init__(self, d: int):
@@ -71,13 +78,60 @@ class AttentionPool(nn.Module):
         m = _mask_or_ones(h, mask)
         if tuple(m.shape) != tuple(h.shape[:2]):
             raise ValueError(f"mask must have shape {tuple(h.shape[:2])} to match h, got {tuple(m.shape)}")
-        s = self.score(h).squeeze(-1)                                   # [B, L]
-        any_real = m.any(dim=1, keepdim=True)                           # [B, 1]
-        # masked rows get -inf; a sample with no real row gets finite scores (then weight 0), not NaN
-        s = torch.where(m, s, float("-inf"))
-        s = torch.where(any_real, s, torch.zeros_like(s))
-        alpha = torch.softmax(s.float(), dim=1).to(h.dtype) * any_real.to(h.dtype)   # [B, L]
-        return torch.bmm(alpha.unsqueeze(1), h).squeeze(1)                # [B, d]
+        w = self.score.weight
+        fused = (h.dtype in (torch.float32, torch.float64) and w.dtype == h.dtype
+                 and not torch.is_autocast_enabled(h.device.type) and torch.is_grad_enabled())
+        if fused:
+            return _AttentionPoolFn.apply(h, w, m)
+        return attention_pool_reference(h, w, m)
+
+
+def _weights(s: Tensor, m: Tensor, dtype: torch.dtype) -> Tensor:
+    """Softmax of the scores ``s [B, L]`` over the real rows of ``m [B, L]``, in ``dtype``; a
+    sample with no real row gets finite scores (then weight 0), not NaN. The softmax runs in
+    float32 at least (bf16 / fp16 scores are widened), in float64 for float64 scores."""
+    any_real = m.any(dim=1, keepdim=True)                           # [B, 1]
+    s = torch.where(m, s, float("-inf"))
+    s = torch.where(any_real, s, torch.zeros_like(s))
+    wide = torch.promote_types(s.dtype, torch.float32)
+    return torch.softmax(s.to(wide), dim=1).to(dtype) * any_real.to(dtype)   # [B, L]
+
+
+def attention_pool_reference(h: Tensor, w: Tensor, m: Tensor) -> Tensor:
+    """:class:`AttentionPool`'s forward written plainly, differentiated by autograd: ``h [B, L, d]``,
+    ``w [1, d]`` (the scorer's weight), ``m [B, L]`` bool -> ``[B, d]``."""
+    s = F.linear(h, w).squeeze(-1)                                  # [B, L]
+    alpha = _weights(s, m, h.dtype)
+    return torch.bmm(alpha.unsqueeze(1), h).squeeze(1)              # [B, d]
+
+
+class _AttentionPoolFn(torch.autograd.Function):
+    """Attention pooling with a hand-written backward (the values of :func:`attention_pool_reference`).
+
+    With g = dL/du [B, d]: dL/dalpha_r = h_r . g, the softmax's backward gives
+    dL/ds_r = alpha_r (dL/dalpha_r - sum_q alpha_q dL/dalpha_q) (0 on padded rows and for a
+    sample with no real row, where alpha is 0), and
+
+        dL/dh_r = alpha_r g + (dL/ds_r) w          one [B, L, d] buffer, filled by two products
+        dL/dw   = sum_{b, r} (dL/ds_r) h_r         one matrix-vector product
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, m: Tensor) -> Tensor:
+        s = torch.matmul(h, w[0])                                   # [B, L]
+        alpha = _weights(s, m, h.dtype)
+        ctx.save_for_backward(h, w, alpha)
+        return torch.bmm(alpha.unsqueeze(1), h).squeeze(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor):
+        h, w, alpha = ctx.saved_tensors
+        ga = torch.bmm(g.unsqueeze(1), h.mT).squeeze(1)                 # [B, L] = h_r . g
+        gs = alpha * (ga - (alpha * ga).sum(1, keepdim=True))           # softmax backward
+        gh = (alpha.unsqueeze(-1) * g.unsqueeze(1)).addcmul_(gs.unsqueeze(-1), w[0])
+        gw = torch.mv(h.reshape(-1, h.shape[-1]).t(), gs.reshape(-1)).unsqueeze(0)
+        return gh, gw, None
 
 
 def pool(h: Tensor, mask: Tensor | None, how: str) -> Tensor:

@@ -205,13 +205,13 @@ class SelfMM(HostModel):
         feat_dims = {"fusion": post_fusion_dim, **{m: post_dim[m] for m in self.modalities}}
         self.ulgm = ULGM(n_train, feat_dims, H=H, exclude_zero=exclude_zero)
 
-    def encode(self, batch, masks):
-        seqs, pooled = {}, {}
-        for m in self.modalities:
-            h = self.encoders[m](batch[m]) if m == "text" else self.encoders[m](batch[m], masks[m])
-            seqs[m] = h
-            pooled[m] = pool(h, masks[m], self.text_pool) if m == "text" else last_valid(h, masks[m])
-        return seqs, pooled
+    def encode(self, batch, masks, pooled=True):
+        seqs = {m: self.encoders[m](batch[m]) if m == "text" else self.encoders[m](batch[m], masks[m])
+                for m in self.modalities}
+        if not pooled:                   # InfoEnh reads the sequences: the host's readings would go unused
+            return seqs, None
+        return seqs, {m: pool(h, masks[m], self.text_pool) if m == "text" else last_valid(h, masks[m])
+                      for m, h in seqs.items()}
 
     def wants_unimodal(self) -> bool:
         return self.heads_read == "unimodal"

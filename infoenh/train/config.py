@@ -242,7 +242,7 @@ class InactiveOptionWarning(UserWarning):
 
 
 # InfoEnh options (infoenh_kwargs key) by the part of InfoEnh that reads them
-_FIA_OPTIONS = ("reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol")
+_FIA_OPTIONS = ("reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "fia_symmetric")
 _GATE_OPTIONS = ("straight_through", "alpha", "infonce_reduction", "tau")
 # the CLI switch that chose each InfoEnh variant
 _VARIANT_SWITCH = {"none": "--no-infoenh", "plumbing": "--plumbing", "no_fib": "--no-fib", "fia_only": "--no-fib",

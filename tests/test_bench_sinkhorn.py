@@ -1,0 +1,52 @@
+"""``benchmarks/bench_sinkhorn.py`` on a tiny workload, so the benchmark cannot rot.
+
+Nothing here is timed against a target (speed targets live in the benchmark's own table): these
+tests check that every solver runs, that the ratios are taken against the fastest POT batched
+solver with a finite result, and that the symmetric FIA workload returns the six ordered plans.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_sinkhorn", ROOT / "benchmarks" / "bench_sinkhorn.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_costs_of_reverse_pairs_are_transposes_and_symmetric_plans_match_at_convergence():
+    b = _bench()
+    C = b.make_costs(2, 6, 8)
+    for n, (i, j) in enumerate(b.PAIRS):
+        torch.testing.assert_close(C[:, b.PAIRS.index((j, i))], C[:, n].mT)
+    upper = C[:, [b.PAIRS.index(p) for p in b.UPPER]]
+    sym = b.symmetric_plans(upper, 0.5, 500)
+    from infoenh.ot import sinkhorn
+
+    full = sinkhorn(C, 0.5, max_iter=500, tol=0.0).plan
+    torch.testing.assert_close(sym, full, atol=1e-12, rtol=0)
+
+
+def test_run_reports_every_solver_against_the_fastest_finite_pot_batch():
+    b = _bench()
+    rows = b.run(rounds=1, quick=True, regs=(0.1,), dtypes=("float32",), n_iter=5, loops=False)
+    by = {(r["mode"], r["solver"]): r for r in rows}
+    assert {s for _, s in by} == {"project", "project-implicit", "fia-sym", "pot-batch-sinkhorn", "pot-batch-log",
+                                  "bmm-floor"}
+    assert ("fwd", "project-implicit") not in by  # the implicit mode changes only the backward
+    for (mode, solver), r in by.items():
+        assert r["time_ms"] > 0 and (r["finite"] or solver == "bmm-floor")
+        assert r["vs"] in b.BATCHED_POT and r["ratio"] > 0
+        if solver.startswith(("project", "fia")):
+            assert r["target"] == b.TARGETS["fia-sym" if solver == "fia-sym" else "pairs", mode]
+        if mode == "fwd+bwd":
+            assert r["grad_nan"] == 0
+    table = b.format_table(rows)
+    assert "project-implicit" in table and "fia-sym" in table
