@@ -389,7 +389,9 @@ def _sinkhorn_solvers(C, reg: float, n_iter: int, device) -> Dict[str, Callable]
 
     def project(backward: bool, grad: str = "unrolled"):
         Cg = C.detach().clone().requires_grad_(backward)
-        plan = sinkhorn(Cg, reg, max_iter=n_iter, tol=0.0, grad=grad).plan
+        with warnings.catch_warnings():   # tol=0 never converges: the implicit mode would warn each call
+            warnings.simplefilter("ignore", RuntimeWarning)
+            plan = sinkhorn(Cg, reg, max_iter=n_iter, tol=0.0, grad=grad).plan
         if backward:
             (plan * Cg).sum().backward()
         return plan.detach().reshape(S * Pp, k, k), Cg.grad

@@ -18,6 +18,7 @@ from . import __version__
 COMMAND_MODULES: List[str] = [
     "infoenh.data.cli",       # infoenh data synth | check | download
     "infoenh.train.cli",      # infoenh train | ablate
+    "infoenh.train.grid_cli",  # infoenh grid
     "infoenh.teaching.cli",   # infoenh teach student
 ]
 

@@ -39,13 +39,18 @@ iterations that ran; inside a scaling block a hand-written vector-Jacobian produ
 (:class:`_ScalingSteps`) accumulates the gradient of the kernel in one batched matrix product
 instead of one outer product per step. ``"implicit"`` differentiates the fixed point through its
 optimality conditions (:class:`_ImplicitPlan`, one linear solve per problem), keeps no iterates,
-and agrees with the unrolled gradient at convergence.
+and agrees with the unrolled gradient at convergence (for zero-mass entries only once the
+unrolled derivative itself has settled, which takes more iterations than the plan).
 
 Marginals with zero entries (padded tokens) are solved in a *reduced* form, in which the scalings
 are ``u = a * exp(lu) * u_rel``: a zero-mass point keeps a finite potential (its c-transform) and
 its row of the kernel, so the plan's derivative with respect to that point's mass (the one-sided
-derivative, mass moving in from 0) is finite and exact in the scaling, absorbed and log-domain
-paths alike. The result also carries the dual potentials ``f = reg * log u``, ``g = reg * log v``.
+derivative, mass moving in from 0) is finite in the scaling, absorbed and log-domain paths alike,
+and is the derivative of the iterations that ran up to rounding. That derivative can be
+ill-conditioned at small ``reg`` (``max|cost| / reg`` beyond about 100): it passes through
+transients many orders of magnitude larger than its value, which float64 cannot cancel, so at
+zero-mass entries it is then dominated by rounding; ``grad="implicit"`` does not have this
+problem. The result also carries the dual potentials ``f = reg * log u``, ``g = reg * log v``.
 """
 from __future__ import annotations
 
@@ -88,17 +93,21 @@ class SinkhornResult(NamedTuple):
     converged: ``[...]`` bool, whether the stopping criterion fell below ``tol`` at a check.
     err:       ``[...]`` the last value of the stopping criterion for each problem.
     f:         ``[..., n]`` dual potential of the source points, :math:`f = \varepsilon \log u`
-               (POT's ``log_u`` times ``reg``); ``-inf`` where ``a`` is 0.
+               with POT's ``sinkhorn_knopp`` scaling ``u`` (its ``log["u"]``; POT's
+               ``sinkhorn_log`` starts from ``u = 1`` and its ``log_u`` is ``log u + log n``,
+               the same plan); ``-inf`` where ``a`` is 0.
     g:         ``[..., m]`` dual potential of the target points, :math:`g = \varepsilon \log v`
-               (POT's ``log_v`` times ``reg``); ``-inf`` where ``b`` is 0.
+               (``sinkhorn_log``'s ``log_v`` is ``log v - log n``); ``-inf`` where ``b`` is 0.
 
     The plan is :math:`P_{ij} = \exp((f_i + g_j - C_{ij}) / \varepsilon)`. At convergence
     :math:`(f, g)` solve the dual problem
     :math:`\max_{f, g} \langle f, a \rangle + \langle g, b \rangle
     - \varepsilon \sum_{ij} e^{(f_i + g_j - C_{ij})/\varepsilon}`, so :math:`f_i` is what the
     optimal cost changes by per unit of extra mass at source point i (up to a constant shared by
-    all points: :math:`(f + c, g - c)` gives the same plan). ``f`` and ``g`` carry gradients with
-    ``grad="unrolled"`` and are constants with ``grad="implicit"``.
+    all points: :math:`(f + c, g - c)` gives the same plan). That reading holds for points of
+    positive mass: at a zero-mass point ``f`` is ``-inf``, and the price of mass arriving there is
+    the gradient of the cost with respect to that entry of ``a``. ``f`` and ``g`` carry gradients
+    with ``grad="unrolled"`` and are constants with ``grad="implicit"``.
     """
 
     plan: Tensor
@@ -168,7 +177,8 @@ def sinkhorn(
         b: target marginal, ``[m]``, ``[..., m]`` or None (uniform 1/m). Entries must be >= 0 and
             ``a`` and ``b`` must have the same total mass per problem. Zero entries are allowed:
             their rows/columns of the plan are 0, and the gradient with respect to such an entry
-            is the one-sided derivative (mass moving in from 0), finite in every path.
+            is the one-sided derivative (mass moving in from 0), finite in every path (see the
+            module docstring for its conditioning at small ``reg``).
         max_iter: most iterations (one iteration = the ``v`` update then the ``u`` update).
         tol: stopping threshold; a problem stops at the first check where its criterion < tol.
             ``tol=0`` never stops early.
@@ -187,7 +197,8 @@ def sinkhorn(
             function theorem: one linear solve of size ``min(n, m)`` per problem in the backward pass);
             the forward pass keeps no iterates, so memory does not depend on ``max_iter``. It
             is the gradient of the *exact* entropic plan, so it equals the unrolled one only
-            for problems that converged (check ``converged``).
+            for problems that converged (a ``RuntimeWarning`` names those that did not; at
+            zero-mass entries the unrolled derivative needs more iterations still).
         detach: if True, no gradient flows through the solver (the plan is a constant).
 
     Returns:
@@ -234,6 +245,7 @@ def sinkhorn(
     if implicit:
         with exact_matmuls(C.device):
             plan = _ImplicitPlan.apply(C, a_, b_, plan, f, g, reg)
+        _warn_implicit_unconverged(converged, max_iter)
     if span > _WARN_SPAN and tol > 0:
         _warn_not_converged(converged, lo, hi, reg, max_iter)
     plan, err = plan.to(cost.dtype), err.to(cost.dtype)
@@ -279,6 +291,17 @@ def _warn_not_converged(converged: Tensor, lo: float, hi: float, reg: float, max
             RuntimeWarning, stacklevel=3)
 
 
+def _warn_implicit_unconverged(converged: Tensor, max_iter: int) -> None:
+    """``grad="implicit"`` differentiates the exact plan: say so when some problems stopped short."""
+    n_bad = int((~converged).sum())
+    if n_bad:
+        warnings.warn(
+            f"sinkhorn(grad='implicit'): {n_bad} of {converged.numel()} problems stopped at max_iter={max_iter} "
+            "without converging; their gradient is that of the exact entropic plan, not of the plan returned. "
+            "Raise max_iter (or tol), or use grad='unrolled' for the gradient of the iterations that ran.",
+            RuntimeWarning, stacklevel=3)
+
+
 def _sinkhorn_batched(C, reg, a, b, zero_mass, max_iter, tol, stop, check_every):
     """The solver on ``C [N, n, m]``; ``a`` is a float (uniform) or ``[N or 1, 1, n]``, ``b`` alike.
 
@@ -288,8 +311,8 @@ def _sinkhorn_batched(C, reg, a, b, zero_mass, max_iter, tol, stop, check_every)
     ``u^T * K * v``. When a marginal has a zero entry (``zero_mass``) the state is *reduced*
     instead: POT's scalings are ``a * exp(lu) * u`` and ``b * exp(lv) * v``. A zero-mass point
     then keeps a finite potential (its c-transform) and a finite row (column) of ``K``, so the
-    derivative with respect to its mass, which needs that row, is finite and exact; in the
-    unreduced form its potential would be ``log 0``.
+    derivative with respect to its mass, which needs that row, is finite; in the unreduced form
+    its potential would be ``log 0``.
 
     Returns ``(plan, n_iter, converged, err, log u, log v)`` with POT's log-scalings
     ``[N, 1, n]``, ``[N, 1, m]`` (``-inf`` at zero mass).

@@ -62,13 +62,13 @@ def test_protocol_and_host_flags_reach_the_config_and_the_results(tmp_path):
     assert main(["train", "--data", "synthetic", "--synthetic-scale", "ci", "--model", "misa", "--seeds", "1111",
                  "--accum-tail", "step", "--clip-at", "step", "--valid-loss", "sample_mean", "--misa-lengths", "own",
                  "--ot-stop", "scaling", "--ot-tol", "0.02", "--infonce-reduction", "sum", "--straight-through",
-                 "--out", str(out), *FAST]) == 0
+                 "--no-fia-symmetric", "--out", str(out), *FAST]) == 0
     doc = json.loads((out / "results.json").read_text())
     cfg, run = doc["config"], doc["runs"][0]
     assert (cfg["accum_tail"], cfg["clip_at"], cfg["valid_loss"], cfg["epochs"]) == ("step", "step", "sample_mean", 1)
     assert cfg["model_kwargs"] == {"lengths": "own"}
     assert cfg["infoenh_kwargs"] == {"k": 4, "d": 8, "ot_stop": "scaling", "ot_tol": 0.02,
-                                     "infonce_reduction": "sum", "straight_through": True}
+                                     "infonce_reduction": "sum", "straight_through": True, "fia_symmetric": False}
     assert run["protocol"] == {"accum_tail": "step", "clip_at": "step", "valid_loss": "sample_mean", "epochs_cap": 1,
                                "patience": 8, "accum_steps": 2, "grad_clip": 0.8, "grad_clip_mode": "value"}
     # ci: 160 clips = 10 batches of 16, windows of 2: 5 steps

@@ -769,7 +769,9 @@ def test_implicit_gradient_is_finite_in_float32_and_keeps_no_iterates():
     C = (torch.rand(4, 6, 6) * 2).requires_grad_()
 
     def saved_bytes(grad, max_iter):
-        plan, n = saved_tensor_bytes(lambda: sinkhorn(C, 0.05, max_iter=max_iter, tol=0.0, grad=grad).plan)
+        with warnings.catch_warnings():   # tol=0: never converged, the implicit mode says so
+            warnings.simplefilter("ignore", RuntimeWarning)
+            plan, n = saved_tensor_bytes(lambda: sinkhorn(C, 0.05, max_iter=max_iter, tol=0.0, grad=grad).plan)
         (plan * C).sum().backward()
         return n
 
@@ -781,3 +783,13 @@ def test_implicit_gradient_is_finite_in_float32_and_keeps_no_iterates():
 def test_grad_option_is_checked():
     with pytest.raises(ValueError, match="grad must be 'unrolled'.*or 'implicit'"):
         sinkhorn(torch.rand(3, 3), 0.1, grad="autodiff")
+
+
+def test_implicit_gradient_warns_when_problems_did_not_converge():
+    C = (torch.rand(3, 5, 5, dtype=F64) * 2).requires_grad_()
+    with pytest.warns(RuntimeWarning, match=r"grad='implicit'\): 3 of 3 problems stopped at max_iter=3"):
+        sinkhorn(C, 0.01, max_iter=3, tol=1e-9, grad="implicit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sinkhorn(C, 0.5, max_iter=2000, tol=1e-9, grad="implicit")       # converged: no warning
+        sinkhorn(C, 0.01, max_iter=3, tol=1e-9)                          # unrolled: no warning

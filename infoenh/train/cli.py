@@ -98,9 +98,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--infonce-reduction", choices=REDUCTIONS, default=None,
                    help="InfoNCE over a batch's anchors: mean (default; alpha means the same at any batch size) "
                         "or sum (eq. 5 literally)")
-    g.add_argument("--straight-through", action="store_true",
+    g.add_argument("--straight-through", action="store_true", default=None,
                    help="beyond the paper: back-propagate through FIB's hard mask as if it were the gate "
                         "(straight-through estimator; default off)")
+    g.add_argument("--fia-symmetric", action=argparse.BooleanOptionalAction, default=None,
+                   help="FIA solves each unordered pair of modalities once and transposes the plan for the "
+                        "reverse pair (default; exact at convergence); --no-fia-symmetric solves every ordered pair")
     s = p.add_argument_group("synthetic data")
     s.add_argument("--synthetic-scale", choices=("ci", "small", "mosi"), default=None,
                    help="testbed size: ci (tiny), small (CPU default), mosi (MOSI's sizes/shapes, GPU default)")
@@ -111,9 +114,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _given(args, dest: str):
-    """The value of a flag, or None when it was not given (a store_true flag left off is False)."""
-    v = getattr(args, dest, None)
-    return None if v is False else v
+    """The value of a flag, or None when it was not given (every flag _given reads defaults to
+    None: --straight-through is a store_true with default None, --[no-]fia-symmetric gives False)."""
+    return getattr(args, dest, None)
 
 
 def _model_kwargs(args) -> dict:

@@ -184,11 +184,12 @@ _IE_CHOICES = {
     "ot_stop": ("--ot-stop", OT_STOPS),
     "fia_mode": ("--fia-mode", FIA_MODES),
     "straight_through": ("--straight-through", (True, False)),
+    "fia_symmetric": ("--fia-symmetric", (True, False)),
 }
 # the InfoEnh options the CLI exposes (infoenh_kwargs keys; the flag is --<key with dashes>), in
 # the order of its --help; a key is set only when its flag is given
 CLI_INFOENH_OPTIONS = ("k", "d", "reg", "alpha", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "infonce_reduction",
-                       "straight_through")
+                       "straight_through", "fia_symmetric")
 # host options the CLI exposes: model_kwargs key -> (CLI flag, the host it belongs to, choices)
 HOST_OPTIONS = {
     "lengths": ("--misa-lengths", "misa", LENGTHS),

@@ -1,0 +1,499 @@
+"""The paper's tables as one grid: datasets x hosts x arms x seeds, from one spec file.
+
+    # grid.yaml
+    datasets: [synthetic]            # "synthetic" or paths to MMSA/MulT pickles
+    synthetic_scale: ci              # ci | small | mosi (synthetic only)
+    hosts: [lf, selfmm]
+    arms: [baseline, plumbing, full] # from infoenh.train.arms.ARMS; references are added
+    seeds: [1111, 1112, 1113]
+    options: {epochs: 2, k: 4, d: 8} # TrainConfig fields, or InfoEnh options (k, d, reg, alpha, ...)
+    host_options: {selfmm: {model_kwargs: {heads: enhanced}}}   # per host, over options
+
+:func:`load_spec` reads and checks everything before anything runs (an unknown key, host, arm or
+option, a bad value: one :class:`GridSpecError` naming the entry and the choices). :func:`expand`
+turns the spec into runs, one per (dataset, host, arm, seed), each in
+``OUT/<dataset>/<host>/<arm>/seed_<s>/``. :func:`run_one` trains one run in-process (the
+sequential and the Ray executors of :mod:`infoenh.train.grid_exec` both call it): a finished run
+of the same fingerprint is reused, an interrupted one resumes from its checkpoint
+(:mod:`infoenh.train.runner`), and an exception is returned as a failed run, never raised.
+:func:`build_tables` / :func:`write_tables` write ``grid.json`` and ``grid.md``: Table 1 (each
+host with and without InfoEnh), Table 2 (the ablation arms), Table 3 (missing modalities), mean ±
+std over seeds and paired comparisons against ``baseline`` and ``plumbing``. A cell with fewer
+finished seeds than asked for is marked ``n=2/3``; one with none is ``missing``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..models.registry import MODELS
+from .ablate import TABLE_METRICS
+from .arms import ARMS, arm_config, isolates, references, with_references
+from .config import CLI_INFOENH_OPTIONS, TrainConfig
+
+DEFAULT_ARMS = ("baseline", "plumbing", "full")
+SPEC_KEYS = ("datasets", "synthetic_scale", "synthetic_seed", "hosts", "arms", "seeds", "options", "host_options",
+             "n_boot", "threads")
+# TrainConfig fields a spec may not set: the grid sets them (host, arm, seed) or they are logging
+_GRID_FIELDS = ("model", "infoenh", "modalities", "seed", "quiet")
+# InfoEnh options a spec may give at the top of ``options`` (they go to infoenh_kwargs)
+IE_OPTIONS = tuple(CLI_INFOENH_OPTIONS) + ("tau",)
+# what grid.json keeps of a run (the run folder's run.json has everything)
+RUN_KEYS = ("best_epoch", "epochs_run", "test", "valid", "diagnostics", "wall_seconds", "precision", "device",
+            "reused")
+
+
+class GridSpecError(ValueError):
+    """A grid spec that cannot run: says which entry and what is allowed."""
+
+
+def option_names() -> List[str]:
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _GRID_FIELDS]
+    return fields + [k for k in IE_OPTIONS if k not in fields]
+
+
+@dataclasses.dataclass
+class GridSpec:
+    datasets: List[str]
+    hosts: List[str]
+    arms: List[str]                     # with references, in run order
+    requested_arms: List[str]
+    seeds: List[int]
+    options: Dict[str, Any]
+    host_options: Dict[str, Dict[str, Any]]
+    synthetic_scale: Optional[str] = None
+    synthetic_seed: int = 0
+    n_boot: int = 10000
+    threads: Optional[int] = 1
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "GridSpec":
+        return cls(**d)
+
+    def labels(self) -> Dict[str, str]:
+        return dataset_labels(self.datasets, self.synthetic_scale)
+
+    def config(self, host: str, arm: str, seed: int) -> TrainConfig:
+        """The TrainConfig of one run: options, then the host's options, then the arm, the seed."""
+        kw = _config_kwargs({**self.options, **self.host_options.get(host, {})})
+        base = TrainConfig(model=host, seed=seed, quiet=True, **kw)
+        return arm_config(base, arm)
+
+
+def _config_kwargs(options: Dict[str, Any]) -> Dict[str, Any]:
+    kw = {k: v for k, v in options.items() if k not in IE_OPTIONS or k == "infoenh_kwargs"}
+    ie = dict(kw.pop("infoenh_kwargs", None) or {})
+    ie.update({k: v for k, v in options.items() if k in IE_OPTIONS})
+    if ie:
+        kw["infoenh_kwargs"] = ie
+    return kw
+
+
+def dataset_labels(datasets: Sequence[str], scale: Optional[str]) -> Dict[str, str]:
+    """A folder name per dataset: ``synthetic`` (``synthetic-<scale>``), else the file's stem
+    (``MOSI-unaligned_50`` style: the parent folder is added when two stems are equal)."""
+    out: Dict[str, str] = {}
+    for d in datasets:
+        if d == "synthetic":
+            out[d] = f"synthetic-{scale}" if scale else "synthetic"
+        else:
+            p = Path(d)
+            label = p.stem
+            if label in out.values():
+                label = f"{p.parent.name}-{p.stem}"
+            out[d] = label
+    return out
+
+
+def _choices(name: str, value, choices) -> GridSpecError:
+    return GridSpecError(f"grid spec: unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
+
+
+def _list(doc, key, default=None) -> list:
+    v = doc.get(key, default)
+    if v is None:
+        raise GridSpecError(f"grid spec: '{key}' is required (a list)")
+    if isinstance(v, (str, int)):
+        v = [v]
+    if not isinstance(v, list) or not v:
+        raise GridSpecError(f"grid spec: '{key}' must be a non-empty list, got {v!r}")
+    return v
+
+
+def _check_options(where: str, options) -> Dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise GridSpecError(f"grid spec: '{where}' must be a mapping of option: value, got {options!r}")
+    names = option_names()
+    for k in options:
+        if k not in names:
+            raise _choices(f"option '{k}' in '{where}'; options are TrainConfig fields or InfoEnh options:", k,
+                           names) from None
+    if "infoenh_kwargs" in options and not isinstance(options["infoenh_kwargs"], dict):
+        raise GridSpecError(f"grid spec: '{where}.infoenh_kwargs' must be a mapping")
+    if "model_kwargs" in options and not isinstance(options["model_kwargs"], dict):
+        raise GridSpecError(f"grid spec: '{where}.model_kwargs' must be a mapping")
+    for k in ("amp", "deterministic"):
+        if k in options and not isinstance(options[k], bool):
+            raise GridSpecError(f"grid spec: '{where}.{k}' must be true or false, got {options[k]!r}")
+    return dict(options)
+
+
+def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
+    """A :class:`GridSpec` from a parsed spec; raises :class:`GridSpecError` on any bad entry,
+    checking every (host, arm) configuration, before anything runs."""
+    if not isinstance(doc, dict):
+        raise GridSpecError(f"grid spec: must be a mapping with keys {', '.join(SPEC_KEYS)}, got {type(doc).__name__}")
+    for k in doc:
+        if k not in SPEC_KEYS:
+            raise _choices("key", k, SPEC_KEYS)
+    datasets = [str(d) for d in _list(doc, "datasets")]
+    if len(set(datasets)) != len(datasets):
+        raise GridSpecError(f"grid spec: 'datasets' has duplicates: {datasets}")
+    for d in datasets:
+        if d != "synthetic" and check_paths and not Path(d).expanduser().exists():
+            raise GridSpecError(f"grid spec: dataset {d!r} is neither 'synthetic' nor an existing file")
+    from .runner import SYNTHETIC_SCALES
+
+    scale = doc.get("synthetic_scale")
+    if scale is not None and scale not in SYNTHETIC_SCALES:
+        raise _choices("synthetic_scale", scale, sorted(SYNTHETIC_SCALES))
+    sseed = doc.get("synthetic_seed", 0)
+    if isinstance(sseed, bool) or not isinstance(sseed, int):
+        raise GridSpecError(f"grid spec: 'synthetic_seed' must be an integer, got {sseed!r}")
+    hosts = [str(h) for h in _list(doc, "hosts")]
+    for h in hosts:
+        if h not in MODELS:
+            raise _choices("host", h, sorted(MODELS))
+    requested = [str(a) for a in _list(doc, "arms", list(DEFAULT_ARMS))]
+    for a in requested:
+        if a not in ARMS:
+            raise _choices("arm", a, list(ARMS))
+    requested = list(dict.fromkeys(requested))
+    arms = with_references(requested)
+    seeds = _list(doc, "seeds")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise GridSpecError(f"grid spec: seeds must be integers, got {s!r}")
+    if len(set(seeds)) != len(seeds):
+        raise GridSpecError(f"grid spec: seeds must be distinct, got {seeds}")
+    options = _check_options("options", doc.get("options"))
+    host_options = doc.get("host_options") or {}
+    if not isinstance(host_options, dict):
+        raise GridSpecError("grid spec: 'host_options' must be a mapping host: {option: value}, got "
+                            f"{host_options!r}")
+    for h, o in host_options.items():
+        if h not in hosts:
+            raise GridSpecError(f"grid spec: 'host_options' names host {h!r}, which is not in hosts {hosts}")
+        host_options[h] = _check_options(f"host_options.{h}", o)
+    n_boot = doc.get("n_boot", 10000)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise GridSpecError(f"grid spec: 'n_boot' must be an integer >= 1, got {n_boot!r}")
+    threads = doc.get("threads", 1)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise GridSpecError(f"grid spec: 'threads' must be an integer >= 1 or null (torch's default), got {threads!r}")
+    spec = GridSpec(datasets=datasets, hosts=hosts, arms=arms, requested_arms=requested, seeds=[int(s) for s in seeds],
+                    options=options, host_options=dict(host_options), synthetic_scale=scale, synthetic_seed=sseed,
+                    n_boot=n_boot, threads=threads)
+    for h in hosts:                       # every configuration checked before anything runs
+        for a in arms:
+            try:
+                spec.config(h, a, spec.seeds[0]).resolved()
+            except (TypeError, ValueError, KeyError) as e:
+                msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+                raise GridSpecError(f"grid spec: host {h}, arm {a}: {msg}") from None
+    return spec
+
+
+def load_spec(path, *, check_paths: bool = True) -> GridSpec:
+    """Read a YAML (or JSON) spec file and check it (:func:`validate_spec`)."""
+    p = Path(path)
+    if not p.exists():
+        raise GridSpecError(f"grid spec: no file {p}")
+    text = p.read_text()
+    if p.suffix == ".json":
+        doc = json.loads(text)
+    else:
+        import yaml
+
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise GridSpecError(f"grid spec: {p} is not valid YAML ({e})") from None
+    return validate_spec(doc, check_paths=check_paths)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    dataset: str
+    label: str
+    host: str
+    arm: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}/{self.host}/{self.arm}/seed_{self.seed}"
+
+    def folder(self, out) -> Path:
+        return Path(out) / self.label / self.host / self.arm / f"seed_{self.seed}"
+
+
+def expand(spec: GridSpec) -> List[Run]:
+    """Every run of the grid, in a stable order (dataset, host, arm, seed)."""
+    labels = spec.labels()
+    return [Run(d, labels[d], h, a, s) for d in spec.datasets for h in spec.hosts for a in spec.arms
+            for s in spec.seeds]
+
+
+_DATA_CACHE: Dict[tuple, Any] = {}
+
+
+def _data(spec: GridSpec, dataset: str):
+    """The dataset, loaded once per process."""
+    from .runner import load_data
+
+    key = (dataset, spec.synthetic_scale, spec.synthetic_seed)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()                   # one dataset in memory at a time
+        _DATA_CACHE[key] = load_data(dataset, scale=spec.synthetic_scale, synthetic_seed=spec.synthetic_seed)
+    return _DATA_CACHE[key]
+
+
+def run_one(run: Run, spec: GridSpec, out) -> Dict[str, Any]:
+    """Train one run in ``run.folder(out)`` and return its record (never raises on a failed run):
+    ``{"key", "dataset", "host", "arm", "seed", "status": "done" | "failed", "error", ...}``. A
+    finished run of the same fingerprint is reused; an interrupted one resumes from its checkpoint."""
+    import warnings
+
+    import torch
+
+    from .lock import folder_lock
+    from .runner import _done
+    from .trainer import fit
+
+    rec: Dict[str, Any] = {"key": run.key, "dataset": run.dataset, "label": run.label, "host": run.host,
+                           "arm": run.arm, "seed": run.seed, "dir": str(run.folder(out))}
+    t0 = time.time()
+    threads = torch.get_num_threads()
+    try:
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        cfg = spec.config(run.host, run.arm, run.seed)
+        run_dir = run.folder(out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds, _ = _data(spec, run.dataset)
+            with folder_lock(run_dir):
+                r = _done(run_dir, cfg, ds)
+                if r is None:
+                    r = {**fit(ds, cfg, run_dir), "reused": False}
+                else:
+                    r = {**r, "reused": True}
+        rec.update({k: r.get(k) for k in RUN_KEYS if k in r})
+        bad = [k for k, v in (r.get("test") or {}).items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            rec.update(status="failed", error=f"non-finite test metrics: {', '.join(bad)}")
+        else:
+            rec["status"] = "done"
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: B902 - a failed run is a record, the grid goes on
+        if isinstance(e, SystemExit) and e.code in (0, None):
+            raise
+        rec.update(status="failed", error=f"{type(e).__name__}: {e}",
+                   traceback="".join(traceback.format_exception(type(e), e, e.__traceback__))[-4000:])
+    finally:
+        torch.set_num_threads(threads)
+    rec["seconds"] = round(time.time() - t0, 3)
+    return rec
+
+
+# ----------------------------------------------------------------------------------------- tables
+
+def _cell(spec: GridSpec, recs: Dict[str, Dict], label: str, host: str, arm: str, metrics) -> Dict[str, Any]:
+    from .results import mean_std
+
+    done = [recs[k] for k in (f"{label}/{host}/{arm}/seed_{s}" for s in spec.seeds)
+            if k in recs and recs[k].get("status") == "done"]
+    n, want = len(done), len(spec.seeds)
+    cell: Dict[str, Any] = {"n": n, "requested": want, "seeds": [r["seed"] for r in done],
+                            "status": "complete" if n == want else ("missing" if n == 0 else f"n={n}/{want}")}
+    cell["metrics"] = {k: mean_std([r["test"][k] for r in done]) for k in metrics} if n else {}
+    return cell
+
+
+def _comparison(spec, recs, label, host, arm, ref, metrics) -> Dict[str, Any]:
+    from .stats import paired_comparison
+
+    def by_seed(a):
+        return {s: recs[f"{label}/{host}/{a}/seed_{s}"] for s in spec.seeds
+                if recs.get(f"{label}/{host}/{a}/seed_{s}", {}).get("status") == "done"}
+
+    ra, rr = by_seed(arm), by_seed(ref)
+    seeds = [s for s in spec.seeds if s in ra and s in rr]
+    out: Dict[str, Any] = {"arm": arm, "reference": ref, "isolates": isolates(arm, ref), "seeds": seeds,
+                           "n": len(seeds), "requested": len(spec.seeds),
+                           "status": "complete" if len(seeds) == len(spec.seeds)
+                           else ("missing" if not seeds else f"n={len(seeds)}/{len(spec.seeds)}")}
+    if seeds:
+        for k in metrics:
+            out[k] = paired_comparison([rr[s]["test"][k] for s in seeds], [ra[s]["test"][k] for s in seeds],
+                                       n_boot=spec.n_boot, seed=0)
+    return out
+
+
+def build_tables(spec: GridSpec, records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """The ``grid.json`` document from the spec and the runs' records."""
+    recs = {r["key"]: r for r in records}
+    done = [r for r in records if r.get("status") == "done"]
+    metrics = [k for k in TABLE_METRICS if done and k in done[0].get("test", {})] or list(TABLE_METRICS)
+    labels = spec.labels()
+    cells: Dict[str, Any] = {}
+    comps: Dict[str, Any] = {}
+    for d in spec.datasets:
+        lab = labels[d]
+        for h in spec.hosts:
+            for a in spec.arms:
+                cells[f"{lab}/{h}/{a}"] = _cell(spec, recs, lab, h, a, metrics)
+                for ref in references(a):
+                    comps[f"{lab}/{h}/{a} vs {ref}"] = _comparison(spec, recs, lab, h, a, ref, metrics)
+    full_arms = [a for a in spec.arms if ARMS[a]["drop"] is None]
+    drop_arms = [a for a in spec.arms if ARMS[a]["drop"] is not None]
+    tables = {
+        "table1": {"title": "Table 1: each host with and without InfoEnh (full vs baseline)",
+                   "arms": [a for a in ("baseline", "full") if a in spec.arms]},
+        "table2": {"title": "Table 2: ablation arms", "arms": full_arms},
+        "table3": {"title": "Table 3: missing modalities", "arms": (["baseline"] + drop_arms) if drop_arms else []},
+    }
+    failed = [{"key": r["key"], "error": r.get("error")} for r in records if r.get("status") != "done"]
+    return {"spec": spec.to_dict(), "datasets": labels, "metrics": metrics, "tables": tables, "cells": cells,
+            "comparisons": comps, "failed": failed,
+            "runs": sorted(records, key=lambda r: r["key"]),
+            "summary": {"runs": len(spec.datasets) * len(spec.hosts) * len(spec.arms) * len(spec.seeds),
+                        "done": len(done), "failed": len(failed)},
+            "std": "sample standard deviation over the finished seeds (ddof=1)",
+            "test": "paired t-test and percentile bootstrap CI of the mean paired difference (arm - reference), "
+                    "pairs = seeds finished in both arms"}
+
+
+def _fmt(k: str, v) -> str:
+    from .ablate import _num, _scale
+
+    return _num(v, _scale(k))
+
+
+def _cell_md(cell, k) -> str:
+    if not cell["n"]:
+        return "missing"
+    m = cell["metrics"][k]
+    s = f"{_fmt(k, m['mean'])} ± {_fmt(k, m['std'])}"
+    return s if cell["status"] == "complete" else f"{s} ({cell['status']})"
+
+
+def _comp_md(comp, k) -> str:
+    from .ablate import _num, _scale
+
+    if not comp["n"]:
+        return "missing"
+    c = comp[k]
+    p = "n/a" if c["p"] is None else f"{c['p']:.3f}"
+    s = f"{_num(c['mean_diff'], _scale(k), True)} p={p}"
+    return s if comp["status"] == "complete" else f"{s} ({comp['status']})"
+
+
+def format_markdown(doc: Dict[str, Any]) -> str:
+    from .ablate import _title
+
+    spec, metrics = doc["spec"], doc["metrics"]
+    head = "| host | arm | " + " | ".join(_title(k) for k in metrics) + " |"
+    rule = "|---|---|" + "---|" * len(metrics)
+    lines = [f"# Grid: {', '.join(spec['hosts'])} on {', '.join(doc['datasets'].values())}", "",
+             f"Seeds: {spec['seeds']}. Test metrics at the epoch selected on validation loss; mean ± sample std over "
+             "the finished seeds (accuracies and F1 in %). A cell with fewer finished seeds than asked for says "
+             "`n=finished/asked`; one with none says `missing`. Paired differences: arm − reference over the "
+             "seeds finished in both, with the paired t-test's p.", "",
+             f"Runs: {doc['summary']['done']} done, {doc['summary']['failed']} failed, of {doc['summary']['runs']}."]
+    for name in ("table1", "table2", "table3"):
+        t = doc["tables"][name]
+        if not t["arms"] or (name == "table1" and t["arms"] != ["baseline", "full"]):
+            continue
+        for d, lab in doc["datasets"].items():
+            lines += ["", f"## {t['title']} — {lab}", "", head, rule]
+            for h in spec["hosts"]:
+                for a in t["arms"]:
+                    cell = doc["cells"][f"{lab}/{h}/{a}"]
+                    lines.append(f"| {h} | {a} | " + " | ".join(_cell_md(cell, k) for k in metrics) + " |")
+                for a in t["arms"]:
+                    for ref in references(a):
+                        if name == "table1" and ref != "baseline":
+                            continue
+                        comp = doc["comparisons"][f"{lab}/{h}/{a} vs {ref}"]
+                        lines.append(f"| {h} | {a} − {ref} | " + " | ".join(_comp_md(comp, k) for k in metrics)
+                                     + " |")
+    if doc["tables"]["table1"]["arms"] != ["baseline", "full"]:
+        lines += ["", "No Table 1: it needs the arms baseline and full."]
+    if doc["failed"]:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- `{f['key']}`: {f['error']}" for f in doc["failed"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(spec: GridSpec, records: Sequence[Dict[str, Any]], out) -> Dict[str, Any]:
+    """Write ``OUT/grid.json``, ``OUT/grid.md`` (and ``OUT/grid.png`` when matplotlib is there)."""
+    from .checkpoint import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = build_tables(spec, records)
+    write_json(doc, out / "grid.json")
+    (out / "grid.md").write_text(format_markdown(doc))
+    try:
+        _figure(doc, out / "grid.png")
+    except ImportError:
+        pass                              # matplotlib is optional: no figure
+    except Exception as e:                # a figure never costs the tables
+        import warnings
+
+        warnings.warn(f"grid.png not drawn ({type(e).__name__}: {e})", RuntimeWarning, stacklevel=2)
+    return doc
+
+
+def _figure(doc, path) -> None:
+    """One panel per dataset: the first metric (MAE) per host and arm, mean ± std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec, k = doc["spec"], doc["metrics"][0]
+    labels = list(doc["datasets"].values())
+    fig, axes = plt.subplots(1, len(labels), figsize=(1.2 + 0.9 * len(spec["hosts"]) * len(spec["arms"]), 3.2),
+                             squeeze=False)
+    width = 0.8 / len(spec["arms"])
+    for ax, lab in zip(axes[0], labels):
+        for j, a in enumerate(spec["arms"]):
+            xs, ys, es = [], [], []
+            for i, h in enumerate(spec["hosts"]):
+                c = doc["cells"][f"{lab}/{h}/{a}"]
+                if c["n"]:
+                    xs.append(i + j * width)
+                    ys.append(c["metrics"][k]["mean"])
+                    es.append(c["metrics"][k]["std"])
+            ax.bar(xs, ys, width, yerr=es, label=a)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(spec["hosts"]))], spec["hosts"])
+        ax.set_title(lab, fontsize=9)
+        ax.set_ylabel(f"test {k}")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

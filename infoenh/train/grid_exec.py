@@ -1,0 +1,178 @@
+"""Executors of a grid (:mod:`infoenh.train.grid`): in-process, one run after another, or on Ray.
+
+    doc = run_grid(load_spec("grid.yaml"), "runs/grid", executor="auto")
+
+Both call the same per-run function (:func:`infoenh.train.grid.run_one`) and give the same records:
+runs are deterministic, so a run gives the same numbers wherever it runs. On Ray each run is a
+task (``num_gpus=1`` where the cluster has GPUs, else ``num_cpus=cpus_per_run``) with
+``max_retries``: a worker that dies has its run retried on another worker, which resumes from the
+run's checkpoint (its folder lock died with the worker). A run that fails (an exception, a NaN)
+is a record with its error; the grid goes on. The driver prints one line per finished run and a
+summary (done / running / failed) and writes the tables at the end. Ray is an extra
+(``pip install infoenh[ray]``); ``executor="auto"`` uses it when it is installed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .grid import GridSpec, Run, expand, run_one, write_tables
+
+EXECUTORS = ("auto", "ray", "sequential")
+RunFn = Callable[[Run, GridSpec, Any], Dict[str, Any]]
+
+
+def ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+class Progress:
+    """One line per finished run, with the grid's counts."""
+
+    def __init__(self, total: int, log: Optional[Callable[[str], None]] = None):
+        self.total, self.done, self.failed = total, 0, 0
+        self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.start = time.monotonic()
+
+    def eta(self) -> str:
+        """Time left at the pace so far (runs finished per second of wall time, parallel runs
+        included); reused runs count as finished, so a resumed grid's first estimates are low."""
+        n = self.done + self.failed
+        if n == 0 or n == self.total:
+            return ""
+        left = (time.monotonic() - self.start) / n * (self.total - n)
+        return f", ETA {left / 60:.1f} min" if left >= 60 else f", ETA {left:.0f} s"
+
+    def finished(self, rec: Dict[str, Any], running: int) -> None:
+        if rec.get("status") == "done":
+            self.done += 1
+        else:
+            self.failed += 1
+        n = self.done + self.failed
+        if rec.get("status") == "done":
+            what = "reused" if rec.get("reused") else "done"
+            mae = (rec.get("test") or {}).get("MAE")
+            what += f" in {rec.get('seconds', 0):.1f}s" + (f", test MAE {mae:.4f}" if mae is not None else "")
+        else:
+            what = f"FAILED: {rec.get('error')}"
+        self.log(f"[{n}/{self.total}] {rec['key']}: {what}  (done {self.done}, failed {self.failed}, "
+                 f"running or queued {running}{self.eta()})")
+
+    def summary(self, running: int = 0) -> str:
+        return (f"grid: {self.total} runs: {self.done} done, {running} running, {self.failed} failed, "
+                f"{self.total - self.done - self.failed - running} not run")
+
+
+def run_sequential(runs: Sequence[Run], spec: GridSpec, out, *, run_fn: Optional[RunFn] = None,
+                   progress: Optional[Progress] = None) -> List[Dict[str, Any]]:
+    """Every run in this process, one after another."""
+    fn = run_fn or run_one
+    records = []
+    for run in runs:
+        try:
+            rec = fn(run, spec, str(out))
+        except Exception as e:        # run_one never raises; a custom run_fn may
+            rec = {"key": run.key, **dataclasses.asdict(run), "dir": str(run.folder(out)), "status": "failed",
+                   "error": f"{type(e).__name__}: {e}"}
+        records.append(rec)
+        if progress:
+            progress.finished(rec, running=0)
+    return records
+
+
+def _ray_task(run_fn: RunFn, run: Dict[str, Any], spec: Dict[str, Any], out: str) -> Dict[str, Any]:
+    rec = run_fn(Run(**run), GridSpec.from_dict(spec), out)
+    import os
+    import socket
+
+    return {**rec, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def run_ray(runs: Sequence[Run], spec: GridSpec, out, *, address: Optional[str] = None,
+            num_cpus: Optional[int] = None, cpus_per_run: float = 1, max_retries: int = 3,
+            run_fn: Optional[RunFn] = None, progress: Optional[Progress] = None) -> List[Dict[str, Any]]:
+    """Every run as a Ray task. Uses the Ray already initialised in this process if any, else
+    starts a local one (``num_cpus``) or connects to ``address``, and shuts down what it started."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        kw: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+        if address:
+            kw["address"] = address
+        elif num_cpus:
+            kw["num_cpus"] = num_cpus
+        ray.init(**kw)
+        started = True
+    try:
+        opts: Dict[str, Any] = {"max_retries": max_retries, "retry_exceptions": False, "num_cpus": cpus_per_run}
+        if ray.cluster_resources().get("GPU", 0) >= 1:
+            opts["num_gpus"] = 1
+        task = ray.remote(_ray_task).options(**opts)
+        spec_d = spec.to_dict()
+        fn = run_fn or run_one
+        pending = {task.remote(fn, dataclasses.asdict(r), spec_d, str(out)): r for r in runs}
+        records: List[Dict[str, Any]] = []
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                run = pending.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except Exception as e:       # the task's workers died max_retries + 1 times
+                    rec = {"key": run.key, **dataclasses.asdict(run), "dir": str(run.folder(out)), "status": "failed",
+                           "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+                records.append(rec)
+                if progress:
+                    progress.finished(rec, running=len(pending))
+        return records
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def run_grid(spec: GridSpec, out, *, executor: str = "auto", address: Optional[str] = None,
+             num_cpus: Optional[int] = None, cpus_per_run: float = 1, max_retries: int = 3,
+             run_fn: Optional[RunFn] = None, log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Run every run of ``spec`` not finished yet in ``out`` and write ``grid.json`` / ``grid.md``;
+    return the ``grid.json`` document."""
+    from .checkpoint import write_json
+    from .lock import folder_lock
+
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    if executor == "auto":
+        executor = "ray" if ray_available() else "sequential"
+    if executor == "ray" and not ray_available():
+        raise ImportError("--executor ray needs Ray: pip install 'infoenh[ray]' (or use --executor sequential)")
+    if address and executor != "ray":
+        raise ValueError("--address is for --executor ray")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"--max-retries must be an integer >= 0, got {max_retries!r}")
+    if not cpus_per_run or cpus_per_run <= 0:
+        raise ValueError(f"--cpus-per-run must be > 0, got {cpus_per_run!r}")
+    out = Path(out)
+    runs = expand(spec)
+    progress = Progress(len(runs), log)
+    with folder_lock(out):
+        write_json({"spec": spec.to_dict(), "executor": executor, "runs": [r.key for r in runs]},
+                   out / "grid_spec.json")
+        counts = " x ".join(_count(n, what) for n, what in ((len(spec.datasets), "dataset"), (len(spec.hosts), "host"),
+                                                            (len(spec.arms), "arm"), (len(spec.seeds), "seed")))
+        progress.log(f"grid: {_count(len(runs), 'run')} ({counts}) on {executor}, in {out}")
+        if executor == "ray":
+            records = run_ray(runs, spec, out, address=address, num_cpus=num_cpus, cpus_per_run=cpus_per_run,
+                              max_retries=max_retries, run_fn=run_fn, progress=progress)
+        else:
+            records = run_sequential(runs, spec, out, run_fn=run_fn, progress=progress)
+        doc = write_tables(spec, records, out)
+        progress.log(progress.summary() + f"; tables: {out / 'grid.md'}, {out / 'grid.json'}")
+        return doc
