@@ -185,8 +185,8 @@ def fingerprint_hash(fp: Mapping[str, Any]) -> str:
 
 def _short(v: Any) -> str:
     if isinstance(v, str) and len(v) > 20:          # hashes: enough to tell them apart
-        return json.dumps(v[:12] + "…")
-    s = json.dumps(v, sort_keys=True, default=str)
+        return json.dumps(v[:12] + "…", ensure_ascii=False)
+    s = json.dumps(v, sort_keys=True, default=str, ensure_ascii=False)
     return s if len(s) <= 60 else s[:57] + "..."
 
 
@@ -215,4 +215,4 @@ def mismatch_error(what: str, path, old: Any, new: Mapping[str, Any]) -> Fingerp
     shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
     return FingerprintMismatch(
         f"{path} holds a {what} computed from other inputs ({shown}). Nothing was reused. To start afresh, "
-        "re-run with --fresh (deletes that seed's folder) or choose another --out")
+        "re-run with --fresh (deletes the folder of each run that differs) or choose another --out")

@@ -19,11 +19,14 @@ of the same fingerprint is reused, an interrupted one resumes from its checkpoin
 :func:`build_tables` / :func:`write_tables` write ``grid.json`` and ``grid.md``: Table 1 (each
 host with and without InfoEnh), Table 2 (the ablation arms), Table 3 (missing modalities), mean ±
 std over seeds and paired comparisons against ``baseline`` and ``plumbing``. A cell with fewer
-finished seeds than asked for is marked ``n=2/3``; one with none is ``missing``.
+finished seeds than asked for is marked ``n=2/3``; one with none is ``missing``; one seed has no
+std (``null``, ``± n/a``). Before a grid runs, :func:`stale_runs` finds the run folders computed
+from other inputs than the spec gives now (the executor stops, or deletes them with ``--fresh``).
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import time
@@ -85,7 +88,10 @@ class GridSpec:
         """The TrainConfig of one run: options, then the host's options, then the arm, the seed."""
         kw = _config_kwargs({**self.options, **self.host_options.get(host, {})})
         base = TrainConfig(model=host, seed=seed, quiet=True, **kw)
-        return arm_config(base, arm)
+        cfg = arm_config(base, arm)
+        if cfg.infoenh == "none":         # no InfoEnh: its options must not enter the run's fingerprint
+            cfg = dataclasses.replace(cfg, infoenh_kwargs={})
+        return cfg
 
 
 def _config_kwargs(options: Dict[str, Any]) -> Dict[str, Any]:
@@ -113,8 +119,15 @@ def dataset_labels(datasets: Sequence[str], scale: Optional[str]) -> Dict[str, s
     return out
 
 
+def _did_you_mean(value, choices) -> str:
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def _choices(name: str, value, choices) -> GridSpecError:
-    return GridSpecError(f"grid spec: unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
+    hint = _did_you_mean(value, choices)
+    return GridSpecError(f"grid spec: unknown {name} {value!r}; {hint}{'Choose' if hint else 'choose'} from "
+                         f"{', '.join(map(str, choices))}")
 
 
 def _list(doc, key, default=None) -> list:
@@ -136,8 +149,8 @@ def _check_options(where: str, options) -> Dict[str, Any]:
     names = option_names()
     for k in options:
         if k not in names:
-            raise _choices(f"option '{k}' in '{where}'; options are TrainConfig fields or InfoEnh options:", k,
-                           names) from None
+            raise GridSpecError(f"grid spec: unknown option {k!r} in {where!r}; {_did_you_mean(k, names)}Options "
+                                f"are TrainConfig fields or InfoEnh options: {', '.join(names)}") from None
     if "infoenh_kwargs" in options and not isinstance(options["infoenh_kwargs"], dict):
         raise GridSpecError(f"grid spec: '{where}.infoenh_kwargs' must be a mapping")
     if "model_kwargs" in options and not isinstance(options["model_kwargs"], dict):
@@ -162,6 +175,8 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
     for d in datasets:
         if d != "synthetic" and check_paths and not Path(d).expanduser().exists():
             raise GridSpecError(f"grid spec: dataset {d!r} is neither 'synthetic' nor an existing file")
+    if check_paths:                       # absolute: Ray workers on other nodes do not share our working directory
+        datasets = [d if d == "synthetic" else str(Path(d).expanduser().resolve()) for d in datasets]
     from .runner import SYNTHETIC_SCALES
 
     scale = doc.get("synthetic_scale")
@@ -207,11 +222,28 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
     for h in hosts:                       # every configuration checked before anything runs
         for a in arms:
             try:
-                spec.config(h, a, spec.seeds[0]).resolved()
+                cfg = spec.config(h, a, spec.seeds[0]).resolved()
             except (TypeError, ValueError, KeyError) as e:
                 msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
                 raise GridSpecError(f"grid spec: host {h}, arm {a}: {msg}") from None
+            _check_model_kwargs(h, cfg.model_kwargs)
     return spec
+
+
+def _check_model_kwargs(host: str, model_kwargs) -> None:
+    """Every ``model_kwargs`` key is a keyword of the host class's constructor."""
+    import inspect
+
+    from .fingerprint import HOST_STRUCTURAL
+
+    params = inspect.signature(MODELS[host].__init__).parameters
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    names = [n for n in params if n not in HOST_STRUCTURAL]
+    for k in model_kwargs or {}:
+        if k not in names:
+            raise GridSpecError(f"grid spec: host {host}: unknown model_kwargs key {k!r}; {_did_you_mean(k, names)}"
+                                f"{MODELS[host].__name__} takes: {', '.join(names) or 'nothing'}")
 
 
 def load_spec(path, *, check_paths: bool = True) -> GridSpec:
@@ -220,15 +252,22 @@ def load_spec(path, *, check_paths: bool = True) -> GridSpec:
     if not p.exists():
         raise GridSpecError(f"grid spec: no file {p}")
     text = p.read_text()
+    if not text.strip():
+        raise GridSpecError(f"grid spec {p} is empty")
     if p.suffix == ".json":
-        doc = json.loads(text)
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise GridSpecError(f"grid spec {p}: not valid JSON ({e})") from None
     else:
         import yaml
 
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise GridSpecError(f"grid spec: {p} is not valid YAML ({e})") from None
+            raise GridSpecError(f"grid spec {p}: not valid YAML ({e})") from None
+        if doc is None:
+            raise GridSpecError(f"grid spec {p} is empty")
     return validate_spec(doc, check_paths=check_paths)
 
 
@@ -269,6 +308,67 @@ def _data(spec: GridSpec, dataset: str):
     return _DATA_CACHE[key]
 
 
+def _stored_fingerprint(run_dir: Path):
+    """``(hash, doc)`` of the finished result (run.json) in ``run_dir``, else of its checkpoint;
+    None when the folder holds neither (or nothing readable: the run then starts or resumes as usual)."""
+    from .trainer import CHECKPOINT, RUN_JSON
+
+    p = run_dir / RUN_JSON
+    if p.exists():
+        try:
+            r = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            r = None
+        if isinstance(r, dict) and isinstance(r.get("test"), dict):
+            return r.get("fingerprint"), r.get("fingerprint_doc")
+    c = run_dir / CHECKPOINT
+    if c.exists():
+        from .checkpoint import load_checkpoint
+
+        try:
+            ck = load_checkpoint(c)
+        except Exception:                 # noqa: BLE001 - unreadable: fit decides, as without the grid
+            return None
+        doc = ck.get("fingerprint_doc")
+        try:
+            doc = json.loads(doc) if isinstance(doc, str) else doc
+        except json.JSONDecodeError:
+            doc = None
+        return ck.get("fingerprint"), doc
+    return None
+
+
+def stale_runs(spec: GridSpec, runs: Sequence[Run], out) -> List[tuple]:
+    """``[(run, first difference), ...]`` for every run whose folder holds a result or checkpoint
+    computed from other inputs than the run's configuration, data and code now (the check
+    :func:`infoenh.train.runner._done` and :func:`infoenh.train.trainer.fit` make); data are loaded
+    only for datasets with a run folder."""
+    from .fingerprint import fingerprint_diff, fingerprint_hash, run_fingerprint
+
+    stale: List[tuple] = []
+    for run in runs:
+        run_dir = run.folder(out)
+        if not run_dir.is_dir():
+            continue
+        stored = _stored_fingerprint(run_dir)
+        if stored is None:
+            continue
+        ds, _ = _data(spec, run.dataset)
+        fp = run_fingerprint(spec.config(run.host, run.arm, run.seed).resolved(), ds)
+        if stored[0] != fingerprint_hash(fp):
+            diff = fingerprint_diff(stored[1], fp)
+            stale.append((run, diff[0] if diff else "the fingerprint differs"))
+    return stale
+
+
+def stale_message(stale: Sequence[tuple], out) -> str:
+    shown = "; ".join(f"{r.key} ({d})" for r, d in stale[:10])
+    more = f"; and {len(stale) - 10} more" if len(stale) > 10 else ""
+    return (f"{len(stale)} run folder(s) in {out} hold results or checkpoints computed from other inputs than this "
+            f"spec gives now (first difference per run): {shown}{more}. Nothing was run or written. Re-run with "
+            "--fresh to delete those runs' folders and train them again, or choose another --out")
+
+
 def run_one(run: Run, spec: GridSpec, out) -> Dict[str, Any]:
     """Train one run in ``run.folder(out)`` and return its record (never raises on a failed run):
     ``{"key", "dataset", "host", "arm", "seed", "status": "done" | "failed", "error", ...}``. A
@@ -293,6 +393,7 @@ def run_one(run: Run, spec: GridSpec, out) -> Dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds, _ = _data(spec, run.dataset)
+            rec["synthetic"] = bool(getattr(ds, "synthetic", False))
             with folder_lock(run_dir):
                 r = _done(run_dir, cfg, ds)
                 if r is None:
@@ -329,6 +430,9 @@ def _cell(spec: GridSpec, recs: Dict[str, Dict], label: str, host: str, arm: str
     cell: Dict[str, Any] = {"n": n, "requested": want, "seeds": [r["seed"] for r in done],
                             "status": "complete" if n == want else ("missing" if n == 0 else f"n={n}/{want}")}
     cell["metrics"] = {k: mean_std([r["test"][k] for r in done]) for k in metrics} if n else {}
+    if n == 1:                            # no spread from one seed
+        for m in cell["metrics"].values():
+            m["std"] = None
     return cell
 
 
@@ -376,12 +480,15 @@ def build_tables(spec: GridSpec, records: Sequence[Dict[str, Any]]) -> Dict[str,
         "table3": {"title": "Table 3: missing modalities", "arms": (["baseline"] + drop_arms) if drop_arms else []},
     }
     failed = [{"key": r["key"], "error": r.get("error")} for r in records if r.get("status") != "done"]
-    return {"spec": spec.to_dict(), "datasets": labels, "metrics": metrics, "tables": tables, "cells": cells,
+    synthetic = [labels[d] for d in spec.datasets
+                 if d == "synthetic" or any(r.get("synthetic") for r in records if r.get("label") == labels[d])]
+    return {"spec": spec.to_dict(), "datasets": labels, "synthetic": synthetic, "metrics": metrics, "tables": tables,
+            "cells": cells,
             "comparisons": comps, "failed": failed,
             "runs": sorted(records, key=lambda r: r["key"]),
             "summary": {"runs": len(spec.datasets) * len(spec.hosts) * len(spec.arms) * len(spec.seeds),
                         "done": len(done), "failed": len(failed)},
-            "std": "sample standard deviation over the finished seeds (ddof=1)",
+            "std": "sample standard deviation over the finished seeds (ddof=1); null for a cell of one seed",
             "test": "paired t-test and percentile bootstrap CI of the mean paired difference (arm - reference), "
                     "pairs = seeds finished in both arms"}
 
@@ -396,7 +503,7 @@ def _cell_md(cell, k) -> str:
     if not cell["n"]:
         return "missing"
     m = cell["metrics"][k]
-    s = f"{_fmt(k, m['mean'])} ± {_fmt(k, m['std'])}"
+    s = f"{_fmt(k, m['mean'])} ± {'n/a' if m['std'] is None else _fmt(k, m['std'])}"
     return s if cell["status"] == "complete" else f"{s} ({cell['status']})"
 
 
@@ -417,7 +524,10 @@ def format_markdown(doc: Dict[str, Any]) -> str:
     spec, metrics = doc["spec"], doc["metrics"]
     head = "| host | arm | " + " | ".join(_title(k) for k in metrics) + " |"
     rule = "|---|---|" + "---|" * len(metrics)
-    lines = [f"# Grid: {', '.join(spec['hosts'])} on {', '.join(doc['datasets'].values())}", "",
+    lines = [f"# Grid: {', '.join(spec['hosts'])} on {', '.join(doc['datasets'].values())}", ""]
+    if doc.get("synthetic"):
+        lines += [f"**{synthetic_note(doc)}**", ""]
+    lines += [
              f"Seeds: {spec['seeds']}. Test metrics at the epoch selected on validation loss; mean ± sample std over "
              "the finished seeds (accuracies and F1 in %). A cell with fewer finished seeds than asked for says "
              "`n=finished/asked`; one with none says `missing`. Paired differences: arm − reference over the "
@@ -448,6 +558,14 @@ def format_markdown(doc: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def synthetic_note(doc) -> str:
+    """The warning line of tables and figures with SYNTHETIC data."""
+    syn = doc.get("synthetic") or []
+    what = ", ".join(syn)
+    return (f"SYNTHETIC testbed (generated by infoenh; not MOSI): {what}" if len(syn) == len(doc["datasets"])
+            else f"SYNTHETIC data (generated by infoenh; not MOSI) in: {what}")
+
+
 def write_tables(spec: GridSpec, records: Sequence[Dict[str, Any]], out) -> Dict[str, Any]:
     """Write ``OUT/grid.json``, ``OUT/grid.md`` (and ``OUT/grid.png`` when matplotlib is there)."""
     from .checkpoint import write_json
@@ -469,7 +587,9 @@ def write_tables(spec: GridSpec, records: Sequence[Dict[str, Any]], out) -> Dict
 
 
 def _figure(doc, path) -> None:
-    """One panel per dataset: the first metric (MAE) per host and arm, mean ± std over seeds."""
+    """One panel per dataset: the first metric (MAE) per host and arm, mean ± std over seeds; a
+    partial cell (fewer finished seeds than asked for) hatched, a cell of one seed without an error
+    bar, a missing cell labelled ``missing``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -477,23 +597,54 @@ def _figure(doc, path) -> None:
 
     spec, k = doc["spec"], doc["metrics"][0]
     labels = list(doc["datasets"].values())
-    fig, axes = plt.subplots(1, len(labels), figsize=(1.2 + 0.9 * len(spec["hosts"]) * len(spec["arms"]), 3.2),
-                             squeeze=False)
-    width = 0.8 / len(spec["arms"])
+    hosts, arms = spec["hosts"], spec["arms"]
+    panel_w = 0.8 + 0.35 * len(hosts) * len(arms)
+    fig, axes = plt.subplots(1, len(labels), figsize=(panel_w * len(labels) + 2.2, 3.6), squeeze=False)
+    width = 0.8 / len(arms)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, lab in zip(axes[0], labels):
-        for j, a in enumerate(spec["arms"]):
-            xs, ys, es = [], [], []
-            for i, h in enumerate(spec["hosts"]):
+        lows, highs, missing = [], [], []
+        for j, a in enumerate(arms):
+            colour = colours[j % len(colours)]
+            for i, h in enumerate(hosts):
                 c = doc["cells"][f"{lab}/{h}/{a}"]
-                if c["n"]:
-                    xs.append(i + j * width)
-                    ys.append(c["metrics"][k]["mean"])
-                    es.append(c["metrics"][k]["std"])
-            ax.bar(xs, ys, width, yerr=es, label=a)
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(spec["hosts"]))], spec["hosts"])
+                x = i + j * width
+                if not c["n"]:
+                    missing.append(x)
+                    continue
+                m = c["metrics"][k]
+                err = m["std"]
+                ax.bar(x, m["mean"], width, color=colour, label=a if i == 0 else None,
+                       hatch="//" if c["status"] != "complete" else None, edgecolor="black", linewidth=0.4,
+                       yerr=None if err is None else [err], capsize=2)
+                lows.append(m["mean"] - (err or 0))
+                highs.append(m["mean"] + (err or 0))
+        if lows:
+            lo, hi = min(lows), max(highs)
+            pad = 0.1 * (hi - lo) if hi > lo else 0.1 * abs(hi) or 0.1
+            ax.set_ylim(lo - pad, hi + pad)       # not forced to start at 0: the differences show
+        y0 = ax.get_ylim()[0]
+        for x in missing:
+            ax.text(x, y0, "missing", rotation=90, ha="center", va="bottom", fontsize=7, color="grey")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(hosts))], hosts)
         ax.set_title(lab, fontsize=9)
         ax.set_ylabel(f"test {k}")
-    axes[0][-1].legend(fontsize=7)
+    handles, names = [], []
+    for ax in axes[0]:
+        for hd, nm in zip(*ax.get_legend_handles_labels()):
+            if nm not in names:
+                handles.append(hd)
+                names.append(nm)
+    if any(doc["cells"][c]["status"] not in ("complete", "missing") for c in doc["cells"]):
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//"))
+        names.append("partial (n < seeds)")
+    fig.legend(handles, names, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    title = f"test {k}, mean ± std over seeds"
+    if doc.get("synthetic"):
+        title = f"{synthetic_note(doc)}\n{title}"
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

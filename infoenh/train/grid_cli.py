@@ -18,13 +18,27 @@ The spec (YAML or JSON)::
 
 Every entry is checked before anything runs. Each run trains in
 ``OUT/<dataset>/<host>/<arm>/seed_<s>/``; re-running the command skips finished runs and resumes
-interrupted ones from their checkpoints. Writes ``OUT/grid.json``, ``OUT/grid.md`` (Tables 1-3)
-and ``OUT/grid.png``. Exit code 0 when every run finished, 3 when some failed (their errors are
-in the tables and in grid.json; their cells say ``n=2/3`` or ``missing``).
+interrupted ones from their checkpoints. Before anything runs, every existing run folder is checked
+against what the spec gives now (options, data, code): if any differs, nothing runs and one error
+lists them; --fresh deletes those folders (only those) and trains them again. Writes
+``OUT/grid.json``, ``OUT/grid.md`` (Tables 1-3) and ``OUT/grid.png``.
+
+Exit codes: 0 every run done; 3 some runs failed (their errors are in the tables and in grid.json;
+their cells say ``n=2/3`` or ``missing``); 1 a bad spec, run folders of other inputs (fingerprint
+mismatch), OUT locked by another process, or a Ray error.
+
+On a cluster: ``--address HEAD:6379`` joins the cluster as a node (run the driver on a machine of
+the cluster); ``--address ray://HEAD:10001`` connects through Ray Client from outside it. OUT and
+the dataset files must be on a filesystem every node sees (relative paths are made absolute here).
+Install the same infoenh version on every node: the run fingerprint includes the package's source,
+so any edit invalidates finished runs. Without GPUs each run takes --cpus-per-run Ray CPUs, and the
+spec's ``threads`` sets torch's threads inside it (keep them equal). After a killed driver, run
+``ray stop`` on the machine it started a local Ray on.
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def cmd_grid(args) -> int:
@@ -34,9 +48,9 @@ def cmd_grid(args) -> int:
     spec = load_spec(args.spec)
     log = (lambda s: None) if args.quiet else None
     doc = run_grid(spec, args.out, executor=args.executor, address=args.address, num_cpus=args.num_cpus,
-                   cpus_per_run=args.cpus_per_run, max_retries=args.max_retries, log=log)
+                   cpus_per_run=args.cpus_per_run, max_retries=args.max_retries, log=log, fresh=args.fresh)
     if not args.quiet:
-        with open(f"{args.out}/grid.md") as f:
+        with open(Path(args.out).expanduser().resolve() / "grid.md") as f:
             print(f.read())
     return 0 if not doc["failed"] else 3
 
@@ -56,6 +70,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--cpus-per-run", type=float, default=1, help="CPUs per run without GPUs (default 1)")
     p.add_argument("--max-retries", type=int, default=3, help="retries of a run whose worker died (default 3)")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the folders of runs computed from other inputs (options, data, code) than the spec "
+                        "gives now, and train them again (default: stop with an error listing them)")
     p.add_argument("--quiet", action="store_true", help="no per-run lines and no tables on stdout")
     p.set_defaults(func=cmd_grid, resume_hint="re-run the same command: finished runs are skipped, interrupted "
                                               "ones resume from their checkpoints")

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .grid import GridSpec, Run, expand, run_one, write_tables
+from .grid import GridSpec, Run, expand, run_one, stale_message, stale_runs, write_tables
 
 EXECUTORS = ("auto", "ray", "sequential")
 RunFn = Callable[[Run, GridSpec, Any], Dict[str, Any]]
@@ -34,22 +35,28 @@ class Progress:
     """One line per finished run, with the grid's counts."""
 
     def __init__(self, total: int, log: Optional[Callable[[str], None]] = None):
-        self.total, self.done, self.failed = total, 0, 0
+        self.total, self.done, self.failed, self.reused = total, 0, 0, 0
         self.log = log or (lambda s: print(s, file=sys.stderr, flush=True))
         self.start = time.monotonic()
 
+    def begin(self) -> None:
+        """Start the clock: at the first dispatch (after Ray has started)."""
+        self.start = time.monotonic()
+
     def eta(self) -> str:
-        """Time left at the pace so far (runs finished per second of wall time, parallel runs
-        included); reused runs count as finished, so a resumed grid's first estimates are low."""
+        """Time left at the pace so far (runs trained per second of wall time, parallel runs
+        included); reused runs are left out of the pace."""
         n = self.done + self.failed
-        if n == 0 or n == self.total:
+        timed = n - self.reused
+        if timed <= 0 or n == self.total:
             return ""
-        left = (time.monotonic() - self.start) / n * (self.total - n)
+        left = (time.monotonic() - self.start) / timed * (self.total - n)
         return f", ETA {left / 60:.1f} min" if left >= 60 else f", ETA {left:.0f} s"
 
     def finished(self, rec: Dict[str, Any], running: int) -> None:
         if rec.get("status") == "done":
             self.done += 1
+            self.reused += bool(rec.get("reused"))
         else:
             self.failed += 1
         n = self.done + self.failed
@@ -72,7 +79,9 @@ def run_sequential(runs: Sequence[Run], spec: GridSpec, out, *, run_fn: Optional
     """Every run in this process, one after another."""
     fn = run_fn or run_one
     records = []
-    for run in runs:
+    if progress:
+        progress.begin()
+    for i, run in enumerate(runs):
         try:
             rec = fn(run, spec, str(out))
         except Exception as e:        # run_one never raises; a custom run_fn may
@@ -80,7 +89,7 @@ def run_sequential(runs: Sequence[Run], spec: GridSpec, out, *, run_fn: Optional
                    "error": f"{type(e).__name__}: {e}"}
         records.append(rec)
         if progress:
-            progress.finished(rec, running=0)
+            progress.finished(rec, running=len(runs) - i - 1)
     return records
 
 
@@ -106,7 +115,11 @@ def run_ray(runs: Sequence[Run], spec: GridSpec, out, *, address: Optional[str] 
             kw["address"] = address
         elif num_cpus:
             kw["num_cpus"] = num_cpus
-        ray.init(**kw)
+        try:
+            ray.init(**kw)
+        except Exception as e:        # noqa: BLE001 - one line, exit 1 on the command line
+            where = f"connect to Ray at {address}" if address else "start a local Ray"
+            raise RuntimeError(f"could not {where}: {type(e).__name__}: {e}") from e
         started = True
     try:
         opts: Dict[str, Any] = {"max_retries": max_retries, "retry_exceptions": False, "num_cpus": cpus_per_run}
@@ -115,6 +128,8 @@ def run_ray(runs: Sequence[Run], spec: GridSpec, out, *, address: Optional[str] 
         task = ray.remote(_ray_task).options(**opts)
         spec_d = spec.to_dict()
         fn = run_fn or run_one
+        if progress:
+            progress.begin()
         pending = {task.remote(fn, dataclasses.asdict(r), spec_d, str(out)): r for r in runs}
         records: List[Dict[str, Any]] = []
         while pending:
@@ -141,9 +156,17 @@ def _count(n: int, what: str) -> str:
 
 def run_grid(spec: GridSpec, out, *, executor: str = "auto", address: Optional[str] = None,
              num_cpus: Optional[int] = None, cpus_per_run: float = 1, max_retries: int = 3,
-             run_fn: Optional[RunFn] = None, log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+             run_fn: Optional[RunFn] = None, log: Optional[Callable[[str], None]] = None,
+             fresh: bool = False) -> Dict[str, Any]:
     """Run every run of ``spec`` not finished yet in ``out`` and write ``grid.json`` / ``grid.md``;
-    return the ``grid.json`` document."""
+    return the ``grid.json`` document.
+
+    Before anything runs or is written, every existing run folder is checked against the run's
+    configuration, data and code now: a folder computed from other inputs stops the grid with one
+    error (:class:`~infoenh.train.fingerprint.FingerprintMismatch`) listing them, unless ``fresh``,
+    which deletes those folders (and only those) and trains them again."""
+    from .fingerprint import FingerprintMismatch
+    from .arms import references
     from .checkpoint import write_json
     from .lock import folder_lock
 
@@ -159,15 +182,24 @@ def run_grid(spec: GridSpec, out, *, executor: str = "auto", address: Optional[s
         raise ValueError(f"--max-retries must be an integer >= 0, got {max_retries!r}")
     if not cpus_per_run or cpus_per_run <= 0:
         raise ValueError(f"--cpus-per-run must be > 0, got {cpus_per_run!r}")
-    out = Path(out)
+    out = Path(out).expanduser().resolve()       # absolute: Ray workers do not share our working directory
     runs = expand(spec)
     progress = Progress(len(runs), log)
     with folder_lock(out):
+        stale = stale_runs(spec, runs, out)
+        if stale and not fresh:
+            raise FingerprintMismatch(stale_message(stale, out))
+        for run, why in stale:
+            print(f"grid: --fresh: deleting {run.folder(out)} ({why})", file=sys.stderr, flush=True)
+            shutil.rmtree(run.folder(out))
         write_json({"spec": spec.to_dict(), "executor": executor, "runs": [r.key for r in runs]},
                    out / "grid_spec.json")
         counts = " x ".join(_count(n, what) for n, what in ((len(spec.datasets), "dataset"), (len(spec.hosts), "host"),
                                                             (len(spec.arms), "arm"), (len(spec.seeds), "seed")))
-        progress.log(f"grid: {_count(len(runs), 'run')} ({counts}) on {executor}, in {out}")
+        added = [a for a in spec.arms if a not in spec.requested_arms]
+        refs = "".join(f"; + {a} (reference of {', '.join(u for u in spec.arms if a in references(u))})"
+                       for a in added)
+        progress.log(f"grid: {_count(len(runs), 'run')} ({counts}) on {executor}, in {out}{refs}")
         if executor == "ray":
             records = run_ray(runs, spec, out, address=address, num_cpus=num_cpus, cpus_per_run=cpus_per_run,
                               max_retries=max_retries, run_fn=run_fn, progress=progress)
