@@ -33,7 +33,9 @@ TABLE_METRICS = ("MAE", "Corr", "Mult_acc_7", "Has0_acc_2", "Non0_acc_2", "Has0_
 __all__ = ["ARMS", "arm_config", "run_ablation", "format_markdown", "TABLE_METRICS"]
 
 
-def _compare(ref_runs, arm_runs, metrics, seed, n_boot) -> Dict[str, Any]:
+def compare_by_seed(ref_runs, arm_runs, metrics, seed, n_boot) -> Dict[str, Any]:
+    """Paired comparison of two arms' runs (dicts with ``seed`` and ``test``) on the seeds both
+    have: ``{"seeds": [...], metric: stats.paired_comparison(ref, arm), ...}`` (None -> NaN)."""
     ref = {r["seed"]: r for r in ref_runs}
     seeds = [r["seed"] for r in arm_runs if r["seed"] in ref]
     out = {"seeds": seeds}
@@ -101,7 +103,7 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
         for ref in references(a):
             doc["comparisons"][f"{a} vs {ref}"] = {
                 "arm": a, "reference": ref, "isolates": isolates(a, ref),
-                **_compare(results[ref]["runs"], results[a]["runs"], metrics, seed=0, n_boot=n_boot)}
+                **compare_by_seed(results[ref]["runs"], results[a]["runs"], metrics, seed=0, n_boot=n_boot)}
     write_json(doc, out / "ablation.json")
     (out / "ablation.md").write_text(format_markdown(doc))
     return doc

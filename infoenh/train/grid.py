@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..models.registry import MODELS
-from .ablate import TABLE_METRICS
+from .ablate import TABLE_METRICS, compare_by_seed
 from .arms import ARMS, arm_config, isolates, references, with_references
 from .config import CLI_INFOENH_OPTIONS, TrainConfig
 
@@ -437,8 +437,6 @@ def _cell(spec: GridSpec, recs: Dict[str, Dict], label: str, host: str, arm: str
 
 
 def _comparison(spec, recs, label, host, arm, ref, metrics) -> Dict[str, Any]:
-    from .stats import paired_comparison
-
     def by_seed(a):
         return {s: recs[f"{label}/{host}/{a}/seed_{s}"] for s in spec.seeds
                 if recs.get(f"{label}/{host}/{a}/seed_{s}", {}).get("status") == "done"}
@@ -449,10 +447,9 @@ def _comparison(spec, recs, label, host, arm, ref, metrics) -> Dict[str, Any]:
                            "n": len(seeds), "requested": len(spec.seeds),
                            "status": "complete" if len(seeds) == len(spec.seeds)
                            else ("missing" if not seeds else f"n={len(seeds)}/{len(spec.seeds)}")}
-    if seeds:
-        for k in metrics:
-            out[k] = paired_comparison([rr[s]["test"][k] for s in seeds], [ra[s]["test"][k] for s in seeds],
-                                       n_boot=spec.n_boot, seed=0)
+    if seeds:   # the same statistics as infoenh ablate
+        paired = compare_by_seed([rr[s] for s in seeds], [ra[s] for s in seeds], metrics, 0, spec.n_boot)
+        out.update({k: paired[k] for k in metrics})
     return out
 
 
