@@ -6,23 +6,11 @@ solver with a finite result, and that the symmetric FIA workload returns the six
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_sinkhorn", ROOT / "benchmarks" / "bench_sinkhorn.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_costs_of_reverse_pairs_are_transposes_and_symmetric_plans_match_at_convergence():
-    b = _bench()
+def test_costs_of_reverse_pairs_are_transposes_and_symmetric_plans_match_at_convergence(benchmark_script):
+    b = benchmark_script("bench_sinkhorn")
     C = b.make_costs(2, 6, 8)
     for n, (i, j) in enumerate(b.PAIRS):
         torch.testing.assert_close(C[:, b.PAIRS.index((j, i))], C[:, n].mT)
@@ -34,8 +22,8 @@ def test_costs_of_reverse_pairs_are_transposes_and_symmetric_plans_match_at_conv
     torch.testing.assert_close(sym, full, atol=1e-12, rtol=0)
 
 
-def test_run_reports_every_solver_against_the_fastest_finite_pot_batch():
-    b = _bench()
+def test_run_reports_every_solver_against_the_fastest_finite_pot_batch(benchmark_script):
+    b = benchmark_script("bench_sinkhorn")
     rows = b.run(rounds=1, quick=True, regs=(0.1,), dtypes=("float32",), n_iter=5, loops=False)
     by = {(r["mode"], r["solver"]): r for r in rows}
     assert {s for _, s in by} == {"project", "project-implicit", "fia-sym", "pot-batch-sinkhorn", "pot-batch-log",
@@ -52,8 +40,8 @@ def test_run_reports_every_solver_against_the_fastest_finite_pot_batch():
     assert "project-implicit" in table and "fia-sym" in table
 
 
-def test_gradient_gap_column_compares_with_the_unrolled_gradient():
-    b = _bench()
+def test_gradient_gap_column_compares_with_the_unrolled_gradient(benchmark_script):
+    b = benchmark_script("bench_sinkhorn")
     rows = b.run(rounds=1, quick=True, regs=(0.5,), dtypes=("float64",), n_iter=300, loops=False)
     gaps = {r["solver"]: r["grad_gap_vs_unrolled"] for r in rows if r["mode"] == "fwd+bwd"}
     assert gaps["project"] == 0.0 and gaps["fia-sym"] is None          # fia-sym's gradient is on 3 pairs

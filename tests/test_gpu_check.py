@@ -6,7 +6,6 @@ dry run, and that a section over its budget is stopped and reported as such.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -127,15 +126,8 @@ def test_budgets_add_up_to_at_most_470_seconds():
     assert re.search(r"^SECTIONS=\((.*)\)", text, re.M).group(1).split() == list(SECTIONS)
 
 
-def _worker():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_pytest_summary_parsing():
-    parse = _worker().parse_pytest_summary
+def test_pytest_summary_parsing(benchmark_script):
+    parse = benchmark_script("gpu_check").parse_pytest_summary
     assert parse("s  [100%]\n1 skipped, 790 deselected in 5.56s\n") == \
         {"passed": 0, "failed": 0, "skipped": 1, "errors": 0, "deselected": 790}
     out = "==== 2 failed, 3 passed, 1 error, 10 deselected, 2 warnings in 12.01s ====\n"

@@ -311,15 +311,13 @@ def _data(spec: GridSpec, dataset: str):
 def _stored_fingerprint(run_dir: Path):
     """``(hash, doc)`` of the finished result (run.json) in ``run_dir``, else of its checkpoint;
     None when the folder holds neither (or nothing readable: the run then starts or resumes as usual)."""
+    from .runner import read_run_record
     from .trainer import CHECKPOINT, RUN_JSON
 
     p = run_dir / RUN_JSON
     if p.exists():
-        try:
-            r = json.loads(p.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            r = None
-        if isinstance(r, dict) and isinstance(r.get("test"), dict):
+        r, _ = read_run_record(p)
+        if r is not None:
             return r.get("fingerprint"), r.get("fingerprint_doc")
     c = run_dir / CHECKPOINT
     if c.exists():
@@ -421,32 +419,35 @@ def run_one(run: Run, spec: GridSpec, out) -> Dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------- tables
 
+def _finished(spec: GridSpec, recs: Dict[str, Dict], label: str, host: str, arm: str) -> Dict[int, Dict]:
+    """The finished runs of one (dataset, host, arm), by seed, in the spec's seed order."""
+    keys = {s: f"{label}/{host}/{arm}/seed_{s}" for s in spec.seeds}
+    return {s: recs[k] for s, k in keys.items() if recs.get(k, {}).get("status") == "done"}
+
+
+def _coverage(seeds: List[int], spec: GridSpec) -> Dict[str, Any]:
+    """How many of the spec's seeds a cell or comparison has: ``complete``, ``n=k/n`` or ``missing``."""
+    n, want = len(seeds), len(spec.seeds)
+    return {"seeds": seeds, "n": n, "requested": want,
+            "status": "complete" if n == want else ("missing" if n == 0 else f"n={n}/{want}")}
+
+
 def _cell(spec: GridSpec, recs: Dict[str, Dict], label: str, host: str, arm: str, metrics) -> Dict[str, Any]:
     from .results import mean_std
 
-    done = [recs[k] for k in (f"{label}/{host}/{arm}/seed_{s}" for s in spec.seeds)
-            if k in recs and recs[k].get("status") == "done"]
-    n, want = len(done), len(spec.seeds)
-    cell: Dict[str, Any] = {"n": n, "requested": want, "seeds": [r["seed"] for r in done],
-                            "status": "complete" if n == want else ("missing" if n == 0 else f"n={n}/{want}")}
-    cell["metrics"] = {k: mean_std([r["test"][k] for r in done]) for k in metrics} if n else {}
-    if n == 1:                            # no spread from one seed
+    done = _finished(spec, recs, label, host, arm)
+    cell: Dict[str, Any] = _coverage(list(done), spec)
+    cell["metrics"] = {k: mean_std([r["test"][k] for r in done.values()]) for k in metrics} if done else {}
+    if len(done) == 1:                    # no spread from one seed
         for m in cell["metrics"].values():
             m["std"] = None
     return cell
 
 
 def _comparison(spec, recs, label, host, arm, ref, metrics) -> Dict[str, Any]:
-    def by_seed(a):
-        return {s: recs[f"{label}/{host}/{a}/seed_{s}"] for s in spec.seeds
-                if recs.get(f"{label}/{host}/{a}/seed_{s}", {}).get("status") == "done"}
-
-    ra, rr = by_seed(arm), by_seed(ref)
-    seeds = [s for s in spec.seeds if s in ra and s in rr]
-    out: Dict[str, Any] = {"arm": arm, "reference": ref, "isolates": isolates(arm, ref), "seeds": seeds,
-                           "n": len(seeds), "requested": len(spec.seeds),
-                           "status": "complete" if len(seeds) == len(spec.seeds)
-                           else ("missing" if not seeds else f"n={len(seeds)}/{len(spec.seeds)}")}
+    ra, rr = _finished(spec, recs, label, host, arm), _finished(spec, recs, label, host, ref)
+    seeds = [s for s in ra if s in rr]
+    out: Dict[str, Any] = {"arm": arm, "reference": ref, "isolates": isolates(arm, ref), **_coverage(seeds, spec)}
     if seeds:   # the same statistics as infoenh ablate
         paired = compare_by_seed([rr[s] for s in seeds], [ra[s] for s in seeds], metrics, 0, spec.n_boot)
         out.update({k: paired[k] for k in metrics})

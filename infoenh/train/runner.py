@@ -19,7 +19,7 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..models.registry import text_mode_defaults
 from .checkpoint import remove_leftovers, write_json
@@ -82,6 +82,17 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def read_run_record(path: Path) -> Tuple[Optional[Dict[str, Any]], str]:
+    """``(record, "")`` for a readable ``run.json`` holding a run's result, else ``(None, why not)``."""
+    try:
+        r = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        return None, f"unreadable ({e})"
+    if not isinstance(r, dict) or not isinstance(r.get("test"), dict):
+        return None, f"not a run record (a JSON {type(r).__name__})"
+    return r, ""
+
+
 def _done(run_dir: Path, cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
     """The finished result in ``run_dir/run.json`` when it was computed from the same inputs;
     ``None`` when there is none (or it is unreadable: the checkpoint then decides); refuses a
@@ -89,13 +100,8 @@ def _done(run_dir: Path, cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
     p = run_dir / RUN_JSON
     if not p.exists():
         return None
-    try:
-        r = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
-        r, why = None, f"unreadable ({e})"
-    else:
-        why = f"not a run record (a JSON {type(r).__name__})"
-    if not isinstance(r, dict) or not isinstance(r.get("test"), dict):
+    r, why = read_run_record(p)
+    if r is None:
         _say(f"[seed {cfg.seed}] {p} is {why}; not reused: the run resumes from its checkpoint or starts again")
         return None
     fp = run_fingerprint(cfg.resolved(), ds)
