@@ -29,6 +29,9 @@ def check_tensor(
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; wrap arrays with torch.as_tensor")
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device (a shape without values), which nothing here can compute "
+                         "with; pass a tensor on 'cpu' or 'cuda' (e.g. torch.empty_like(x, device='cpu'))")
     if ndim is not None and x.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
     if min_ndim is not None and x.dim() < min_ndim:
@@ -122,14 +125,18 @@ def check_modalities(names: Iterable[str], where: str, allowed: Sequence[str] = 
         raise KeyError(f"{where}: unknown modality {unknown}; expected a subset of {list(allowed)}")
 
 
-def check_same_batch(tensors: Mapping[str, torch.Tensor], where: str) -> int:
-    """Check every tensor shares the leading (batch) size; return it."""
+def check_same_batch(tensors: Mapping[str, torch.Tensor], where: str, *, nonempty: bool = False) -> int:
+    """Check every tensor shares the leading (batch) size; return it. ``nonempty``: B = 0 is refused."""
     sizes = {k: int(v.shape[0]) for k, v in tensors.items()}
     if len(set(sizes.values())) > 1:
         raise ValueError(f"{where}: batch sizes differ across inputs {sizes}; every modality needs the same samples")
     if not sizes:
         raise ValueError(f"{where}: no inputs given")
-    return next(iter(sizes.values()))
+    B = next(iter(sizes.values()))
+    if nonempty and B == 0:
+        raise ValueError(f"{where}: the batch is empty (B = 0 samples in {', '.join(sizes)}); pass at least one "
+                         "sample (an empty loader or a filter that removed every sample is the usual cause)")
+    return B
 
 
 def check_number(value, name: str, *, gt: Optional[float] = None, ge: Optional[float] = None,

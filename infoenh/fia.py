@@ -205,7 +205,7 @@ def _check_feats(feats, validate: bool):
     for m in names:
         check_tensor(feats[m], f"feats[{m!r}]", ndim=3, finite=validate)
     shapes = {m: tuple(feats[m].shape) for m in names}
-    check_same_batch(feats, "fia")
+    check_same_batch(feats, "fia", nonempty=True)
     if len(set(shapes.values())) > 1:
         raise ValueError(f"fia needs every modality as [B, k, d] with the same k and d, got {shapes}")
     return names, shapes[names[0]]

@@ -161,7 +161,7 @@ class InfoEnh(nn.Module):
                 raise ValueError(f"seqs[{m!r}] has width {seqs[m].shape[-1]}, but in_dims[{m!r}] = {self.in_dims[m]}")
             if seqs[m].shape[1] < 1:
                 raise ValueError(f"seqs[{m!r}] has no time steps (shape {tuple(seqs[m].shape)})")
-        B = check_same_batch({m: seqs[m] for m in self.modalities}, "InfoEnh")
+        B = check_same_batch({m: seqs[m] for m in self.modalities}, "InfoEnh", nonempty=True)
         if masks is not None:
             masks = {m: check_mask(masks[m], f"masks[{m!r}]", seqs[m].shape[:2]) for m in self.modalities}
         if labels is not None:

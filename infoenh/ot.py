@@ -79,6 +79,14 @@ _F32_SPAN = 1e3
 # Beyond this max|C| / reg, problems that miss tol get a warning: Sinkhorn needs on the order of
 # max|C| / reg iterations there, so the cause is almost always reg too small for the cost's scale.
 _WARN_SPAN = 1e4
+# Largest max|C| / reg accepted at all: the log potentials have that magnitude, and float64 rounds
+# them to ~1.1e-16 of it, so beyond 1e12 the plan's exponents are off by more than 1e-4 (and
+# C / reg overflows float64 for reg near its smallest values). Larger spans are refused.
+_MAX_SPAN = 1e12
+# Largest max|C| / reg at which the unrolled derivative with respect to a zero-mass marginal entry
+# is computed: beyond it that derivative passes through transients that overflow float64 (or the
+# float32 it is returned in). Such a gradient is refused; grad="implicit" computes it.
+_ZERO_MASS_GRAD_SPAN = 100.0
 # the stopping rules of :func:`sinkhorn`: POT's marginal error, the paper's change of the scaling vector
 STOPS = ("marginal", "scaling")
 # how gradients reach cost and marginals: through the iterations, or through the fixed point
@@ -228,6 +236,12 @@ def sinkhorn(
         raise ValueError(f"cost must have no empty dimension, got shape {tuple(cost.shape)}")
     lo, hi = _cost_range(cost)
     span = max(abs(lo), abs(hi)) / reg  # the magnitude of the log potentials
+    if not span <= _MAX_SPAN:
+        raise ValueError(
+            f"sinkhorn: reg = {reg:g} is too small for a cost spanning [{lo:.4g}, {hi:.4g}]: max|cost| / reg = "
+            f"{span:.3g} exceeds {_MAX_SPAN:g}, where float64 can no longer hold the log potentials precisely enough "
+            "for a meaningful plan. Use a larger reg (Sinkhorn converges in a practical number of iterations from about "
+            "max|cost| / 100; for the cosine cost, whose max is 2, reg = 0.02) or normalise the cost.")
     # float32 holds potentials of this size only to ~span * 6e-8: beyond _F32_SPAN, solve in float64
     work = torch.float64 if cost.dtype == torch.float32 and span > _F32_SPAN else cost.dtype
     C = cost.reshape(-1, n, m).to(work)
@@ -237,6 +251,8 @@ def sinkhorn(
 
     needs_grad = torch.is_grad_enabled() and not detach and any(
         isinstance(x, Tensor) and x.requires_grad for x in (C, a_, b_))
+    if needs_grad and grad == "unrolled" and span > _ZERO_MASS_GRAD_SPAN:
+        _refuse_zero_mass_grad(a_, a_zero, "a", b_, b_zero, "b", span)
     implicit = needs_grad and grad == "implicit"
     with torch.no_grad() if (detach or implicit) else contextlib.nullcontext(), exact_matmuls(C.device):
         plan, n_iter, converged, err, f, g = _sinkhorn_batched(
@@ -277,6 +293,17 @@ def _cost_range(cost: Tensor):
     if not (math.isfinite(lo) and math.isfinite(hi)):
         check_tensor(cost, "cost")
     return lo, hi
+
+
+def _refuse_zero_mass_grad(a, a_zero, a_name, b, b_zero, b_name, span) -> None:
+    """Refuse ``grad="unrolled"`` for a marginal with zero entries that asks for a gradient when
+    ``max|C| / reg`` exceeds :data:`_ZERO_MASS_GRAD_SPAN` (its derivative there is not computable)."""
+    for w, zero, name in ((a, a_zero, a_name), (b, b_zero, b_name)):
+        if zero and isinstance(w, Tensor) and w.requires_grad:
+            raise ValueError(
+                f"sinkhorn: {name} has zero entries and requires a gradient, but max|cost| / reg = {span:.3g} exceeds "
+                f"{_ZERO_MASS_GRAD_SPAN:g}, where the unrolled derivative at zero-mass entries overflows. Pass "
+                f"grad='implicit' (the derivative of the exact plan), a larger reg, or {name}.detach().")
 
 
 def _warn_not_converged(converged: Tensor, lo: float, hi: float, reg: float, max_iter: int) -> None:
@@ -343,6 +370,7 @@ def _sinkhorn_batched(C, reg, a, b, zero_mass, max_iter, tol, stop, check_every)
     a_t = a if isinstance(a, Tensor) else torch.tensor(a, **opts)
     b_t = b if isinstance(b, Tensor) else torch.tensor(b, **opts)
     reduced = zero_mass
+    void = _void_mask(a, b) if reduced else None
     # a gradient is recorded: kernels are saved by the blocks that used them, never overwritten
     recording = torch.is_grad_enabled() and any(x.requires_grad for x in (C, a_t, b_t))
     while t < max_iter:
@@ -355,7 +383,7 @@ def _sinkhorn_batched(C, reg, a, b, zero_mass, max_iter, tol, stop, check_every)
         if reduced:  # the reduced scalings 1/y, 1/x: positive and finite at zero-mass points too
             u1, v1 = 1.0 / y1, 1.0 / x1
             us, vs = [u] + [1.0 / y for y in ys], [1.0 / x for x in xs]
-        lo, hi, lo_last, hi_last = _block_range(us, vs, safe)
+        lo, hi, lo_last, hi_last = _block_range(us, vs, safe, exact=reduced)
         if lo > 1.0 / safe and hi < safe:  # the scaling block stayed in range: keep it
             v_prev = vs[-2] if steps > 1 else v
             if n_active < N:  # frozen (converged) problems keep their state
@@ -371,7 +399,7 @@ def _sinkhorn_batched(C, reg, a, b, zero_mass, max_iter, tol, stop, check_every)
                 else:
                     lu, lv = _add_log(lu, u), _add_log(lv, v)
                     u, v = torch.ones_like(u), torch.ones_like(v)
-                K = _kernel(lu, lv, C, reg, None if recording else K)
+                K = _kernel(lu, lv, C, reg, None if recording else K, void)
         else:  # out of range: redo this block with log-sum-exp steps (never over/underflows)
             Cr = C / reg if Cr is None else Cr
             lu0, lv0 = _add_log(lu, u), _add_log(lv, v)
@@ -383,7 +411,7 @@ def _sinkhorn_batched(C, reg, a, b, zero_mass, max_iter, tol, stop, check_every)
                 lv_now = lv
             if n_active < N:
                 lu, lv = torch.where(keep, lu, lu0), torch.where(keep, lv, lv0)
-            K = _kernel(lu, lv, C, reg, None if recording else K)
+            K = _kernel(lu, lv, C, reg, None if recording else K, void)
             u, v = torch.ones_like(u), torch.ones_like(v)
         first = False
         if tol <= 0 and t < max_iter:  # nothing can stop: only the final criterion is reported
@@ -551,14 +579,33 @@ def _log_steps(Cr, lu, lv, loga, logb, steps):
     return lu, lv, lv_prev
 
 
-def _kernel(lu, lv, C, reg, old=None):
+def _kernel(lu, lv, C, reg, old=None, void=None):
     """Absorbed Gibbs kernel ``exp(lu_i + lv_j - C_ij / reg)``: ``[N, 1, n], [N, 1, m] -> [N, n, m]``.
 
     Made with one new ``[N, n, m]`` tensor, or written over ``old`` (the previous kernel, when no
     gradient is being recorded): a fresh buffer of that size costs page faults on every call,
-    which on a CPU can take as long as several Sinkhorn iterations."""
+    which on a CPU can take as long as several Sinkhorn iterations. ``void`` (``[N or 1, n, m]``
+    bool, or None) marks the entries whose row *and* column have zero mass (:func:`_void_mask`):
+    they are set to 0 before the ``exp``."""
     out = torch.add(lv, C, alpha=-1.0 / reg, out=old) if old is not None else torch.add(lv, C, alpha=-1.0 / reg)
-    return out.add_(lu.mT).exp_()
+    out = out.add_(lu.mT)
+    if void is not None:
+        out = out.masked_fill_(void, -math.inf)
+    return out.exp_()
+
+
+def _void_mask(a, b):
+    """``[N or 1, n, m]`` bool, True where both ``a_i`` and ``b_j`` are 0, or None when no such entry.
+
+    In the reduced form both potentials there are c-transforms against the *other* points, so
+    ``lu_i + lv_j - C_ij / reg`` is unbounded (a zero-mass row far from every massive column and a
+    zero-mass column far from every massive row): its ``exp`` overflows, and ``0 * inf`` made the
+    plan NaN. The plan is ``a_i b_j exp(...)`` = 0 there whatever the kernel holds, and so is its
+    derivative with respect to ``a_i``, ``b_j`` or ``C_ij``; the kernel entry is set to 0."""
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+        return None
+    void = (a.mT == 0) & (b == 0)
+    return void if bool(void.any()) else None
 
 
 def _add_log(l, s):
@@ -567,23 +614,36 @@ def _add_log(l, s):
     return torch.where(pos, l + torch.log(torch.where(pos, s, 1.0)), -math.inf)
 
 
-def _block_range(us, vs, safe):
+def _block_range(us, vs, safe, exact=False):
     """Range of the relative scalings of a block: (min, max) over all iterates, then over the last.
 
     ``us = [u_0, ..., u_T]``, ``vs = [v_1, ..., v_T]``, all positive (zero-mass points are
     handled by the reduced form). The exact range takes a pass over every iterate; the bound of
     :func:`_iterate_bounds` needs only the first two and is used when it lies inside
-    ``[1/safe, safe]``.
+    ``[1/safe, safe]`` and the last iterates are in range too (a NaN or an underflow the bound
+    cannot see fails that test). ``exact``: always the exact range. The reduced form asks for it:
+    a zero-mass point's scaling ``1 / y_i`` is not part of the order-preserving map the bound
+    rests on, and can leave the range (even reach ``0 / 0``) while the bound holds.
+    A NaN anywhere makes the range NaN, which fails every comparison: the block is redone.
     """
     with torch.no_grad():
-        if len(vs) > 1:
+        if len(vs) > 1 and not exact:
             (u_lo, u_hi, v_lo, v_hi), (l_lo, l_hi) = _iterate_bounds(us, vs)
-            if 1.0 / safe < min(u_lo, v_lo) and max(u_hi, v_hi) < safe:
+            if all(1.0 / safe < x < safe for x in (u_lo, u_hi, v_lo, v_hi, l_lo, l_hi)):
                 return min(u_lo, v_lo), max(u_hi, v_hi), l_lo, l_hi
         U, V = torch.cat(us, 1), torch.cat(vs, 1)  # [N, T + 1, n], [N, T, m]
         stats = [*torch.aminmax(U), *torch.aminmax(V), *torch.aminmax(U[:, -1]), *torch.aminmax(V[:, -1])]
         u_lo, u_hi, v_lo, v_hi, ul_lo, ul_hi, vl_lo, vl_hi = torch.stack(stats).tolist()
-    return min(u_lo, v_lo), max(u_hi, v_hi), min(ul_lo, vl_lo), max(ul_hi, vl_hi)
+    return _nan_min(u_lo, v_lo), _nan_max(u_hi, v_hi), _nan_min(ul_lo, vl_lo), _nan_max(ul_hi, vl_hi)
+
+
+def _nan_min(x, y):
+    """``min`` that returns NaN when either is NaN (Python's ``min`` keeps whichever came first)."""
+    return math.nan if math.isnan(x) or math.isnan(y) else min(x, y)
+
+
+def _nan_max(x, y):
+    return math.nan if math.isnan(x) or math.isnan(y) else max(x, y)
 
 
 def _iterate_bounds(us, vs):
@@ -713,7 +773,9 @@ class _ImplicitPlan(torch.autograd.Function):
         # reduced potentials at the fixed point: the v-update, then the u-update (rows exact)
         lg = -torch.logsumexp(log_u.mT - Cr, dim=-2, keepdim=True)                    # [N, 1, m]
         lf = -torch.logsumexp(lg + _log_marginal(b) - Cr, dim=-1, keepdim=True)       # [N, n, 1]
-        Kh = torch.exp(lf + lg - Cr)                                                   # [N, n, m]
+        z = lf + lg - Cr
+        void = _void_mask(a, b)
+        Kh = torch.exp(z if void is None else z.masked_fill(void, -math.inf))         # [N, n, m]
         a_col = a.mT if isinstance(a, Tensor) else a                                   # [., n, 1]
         A, B = Kh * b, Kh * a_col                       # A rows sum to 1, B columns sum to 1
         P = B * b
