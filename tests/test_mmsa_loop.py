@@ -289,7 +289,10 @@ def test_a_non_finite_gradient_is_caught_in_both_clipping_modes(toy, monkeypatch
 
     monkeypatch.setattr(MISA, "training_loss", inf_grad)
     calls = Calls(monkeypatch)
-    with pytest.raises(TrainingDiverged, match=r"epoch 1 step 1 \(batch 2\).*gradient norm"):
+    from infoenh.train.trainer import NotFiniteAtStart
+
+    # no optimiser step yet: reported as NotFiniteAtStart, not as divergence (issue 23)
+    with pytest.raises(NotFiniteAtStart, match=r"epoch 1 step 1 \(batch 2\).*gradient norm"):
         fit(toy, short("misa", epochs=1, clip_at=at), None)
     assert "step" not in calls.take()
 

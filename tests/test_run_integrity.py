@@ -252,9 +252,43 @@ def test_a_non_finite_gradient_stops_before_the_first_step(tiny_ds, monkeypatch)
     monkeypatch.setattr(LateFusion, "training_loss", inf_grad)
     steps = []
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1))
-    with pytest.raises(TrainingDiverged, match=r"epoch 1 step 1 \(batch 1\): loss [0-9.]+, gradient norm"):
+    # before any optimiser step: not a divergence (issue 23): the input or a setting is named
+    with pytest.raises(trainer.NotFiniteAtStart, match=r"epoch 1 step 1 \(batch 1\): loss [0-9.]+, gradient norm"):
         fit(tiny_ds, cfg(epochs=1), None)
     assert steps == []
+
+
+@pytest.mark.parametrize("infoenh", ["none", "full"])
+def test_nan_from_the_first_forward_names_the_input_not_the_learning_rate(infoenh):
+    """Features of 3e38 (finite, so they pass the data checks) overflow the first layer: the loss
+    is NaN before any optimiser step. That is reported with the batch's largest values and the
+    solver setting, never as 'training diverged ... lower --lr' (issue 23, finding 10)."""
+    big = make_synthetic_splits(seed=0, **TINY)
+    for s in big:
+        big[s].features["audio"][:] = 3e38
+    with pytest.raises(trainer.NotFiniteAtStart) as e:
+        fit(big, cfg(epochs=1, infoenh=infoenh), None)
+    msg = str(e.value)
+    assert "before any optimiser step" in msg and "audio 3e+38" in msg
+    assert ("reg = " in msg) == (infoenh == "full")
+    assert "diverged" not in msg and "--lr" not in msg
+    assert not isinstance(e.value, TrainingDiverged)
+
+
+def test_nan_after_an_optimiser_step_is_divergence(tiny_ds, monkeypatch):
+    """The same NaN loss once the optimiser has stepped is reported as divergence."""
+    from infoenh.models.late_fusion import LateFusion
+
+    real, calls = LateFusion.training_loss, []
+
+    def nan_after_first(self, out, batch, epoch):
+        loss, parts = real(self, out, batch, epoch)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) > 1 else loss), parts
+
+    monkeypatch.setattr(LateFusion, "training_loss", nan_after_first)
+    with pytest.raises(TrainingDiverged, match=r"training diverged at epoch 1 step 2 \(batch 2\)"):
+        fit(tiny_ds, cfg(epochs=1, batch_size=8), None)
 
 
 def test_weights_that_became_nan_are_reported_as_divergence(tiny_ds, monkeypatch):

@@ -59,13 +59,43 @@ class TrainingInterrupted(RuntimeError):
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss, a gradient or the weights became NaN/inf during training (the data had passed its
-    checks): the optimisation diverged, the input is not to blame."""
+    """The loss, a gradient or the weights became NaN/inf during training, after at least one
+    optimiser step (the data had passed its checks): the optimisation diverged."""
+
+
+class NotFiniteAtStart(FloatingPointError):
+    """The loss or a gradient is NaN/inf before any optimiser step: the weights are still the
+    initial ones, so the input or a setting is to blame, not the learning rate."""
 
 
 def diverged(epoch: int, step: int, batch: int, what: str) -> TrainingDiverged:
     return TrainingDiverged(f"training diverged at epoch {epoch} step {step} (batch {batch}): {what}; lower --lr "
                             "or enable clipping (--grad-clip), then re-run with --fresh")
+
+
+def _has_stepped(optimizer, steps_this_epoch: int) -> bool:
+    """Whether the weights have been changed by an optimiser step in this run: a step this epoch,
+    one counted in an earlier epoch, or optimiser state (created by a first step; restored on resume)."""
+    return steps_this_epoch > 0 or getattr(optimizer, "_infoenh_steps", 0) > 0 or bool(optimizer.state)
+
+
+def not_finite(optimizer, steps_this_epoch: int, epoch: int, step: int, batch: int, what: str, b, model):
+    """The error for a NaN/inf loss or gradient: :func:`diverged` after an optimiser step, else
+    :class:`NotFiniteAtStart` naming the batch's largest values and InfoEnh's Sinkhorn setting."""
+    if _has_stepped(optimizer, steps_this_epoch):
+        return diverged(epoch, step, batch, what)
+    sizes = []
+    for k, v in (b.items() if isinstance(b, Mapping) else ()):
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
+            sizes.append(f"{k} {float(v.detach().abs().max()):.3g}")
+    enh = getattr(model, "infoenh", None)
+    solver = (f"; InfoEnh's Sinkhorn runs at reg = {enh.reg:g} with {enh.ot_iters} iterations (a reg far below "
+              "max cost / 100 is the usual solver cause: raise --reg)") if enh is not None and enh.use_fia else ""
+    return NotFiniteAtStart(
+        f"epoch {epoch} step {step} (batch {batch}): {what}, before any optimiser step: not a divergence (the "
+        f"weights are the initial ones), so the input or a setting is the cause. Largest |value| per input of the "
+        f"batch: {', '.join(sizes) or 'none'} (features near the float32 limit 3.4e38 overflow the first layer: "
+        f"rescale them){solver}")
 
 
 def _params_finite(model: torch.nn.Module) -> bool:
@@ -206,18 +236,22 @@ def _sticky(seen: Optional[torch.Tensor], norm: torch.Tensor) -> torch.Tensor:
     return norm if seen is None else torch.where(torch.isfinite(seen), norm, seen)
 
 
-def _forward_loss(model, b, epoch, device, cfg, step, i):
+def _forward_loss(model, b, epoch, device, cfg, step, i, optimizer=None):
     """Forward and training loss of batch ``i`` under autocast: ``(out, loss 0-dim, parts)``;
-    a ValueError raised with non-finite weights is reported as divergence."""
+    a ValueError raised with non-finite weights is reported as divergence, one about NaN/inf
+    encoder outputs before any optimiser step as :class:`NotFiniteAtStart`."""
     try:
         with autocast_for(device, cfg.autocast):
             out = model(b)
             loss, parts = model.training_loss(out, b, epoch)
-    except ValueError:
+    except ValueError as e:
         # InfoEnh checks its inputs (the encoders' outputs): NaN there after data that passed
         # its checks means the weights diverged, not that the data is bad
         if not _params_finite(model):
             raise diverged(epoch, step, i + 1, "the weights became NaN/inf") from None
+        if optimizer is not None and " NaN and " in str(e) and not _has_stepped(optimizer, step):
+            raise not_finite(optimizer, step, epoch, step + 1, i + 1,
+                             f"the host's encoders gave InfoEnh NaN/inf ({e})", b, model) from None
         raise
     return out, loss, parts
 
@@ -256,7 +290,7 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
     step, window_norm = 0, None
     for i, batch in enumerate(bar):
         b = to_device(batch, device)
-        out, loss, parts = _forward_loss(model, b, epoch, device, cfg, step, i)
+        out, loss, parts = _forward_loss(model, b, epoch, device, cfg, step, i, optimizer)
         loss.backward()
         if clip_each_backward:
             window_norm = _sticky(window_norm, _norm_and_clip(model, cfg))
@@ -265,8 +299,10 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
             step += 1
             gnorm = window_norm if clip_each_backward else _norm_and_clip(model, cfg)
             if not bool(torch.isfinite(gnorm)):
-                raise diverged(epoch, step, i + 1, f"loss {float(loss.detach()):.4g}, gradient norm {float(gnorm)}")
+                raise not_finite(optimizer, step - 1, epoch, step, i + 1,
+                                 f"loss {float(loss.detach()):.4g}, gradient norm {float(gnorm)}", b, model)
             optimizer.step()
+            optimizer._infoenh_steps = getattr(optimizer, "_infoenh_steps", 0) + 1
             optimizer.zero_grad(set_to_none=True)
             window_norm = None
         parts = {"loss": loss.detach(), **parts}
@@ -278,7 +314,7 @@ def train_one_epoch(model: HostModel, loader: DataLoader, optimizer: torch.optim
         if (i + 1) % check_every == 0 or i + 1 == n:
             running = float(sums["loss"]) / (i + 1)
             if not math.isfinite(running):
-                raise diverged(epoch, step, i + 1, f"loss {running}")
+                raise not_finite(optimizer, step, epoch, step, i + 1, f"loss {running}", b, model)
             bar.set_postfix(loss=f"{running:.4f}", refresh=False)
     bar.close()
     res: Dict[str, Any] = {k: float(v) / n for k, v in sums.items()}
