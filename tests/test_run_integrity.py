@@ -383,3 +383,31 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
 @pytest.fixture(scope="module")
 def tiny_ds():
     return make_synthetic_splits(seed=0, **TINY)
+
+
+# ---------------------------------------------------------------------------- issue 23: planted lock link
+
+def test_a_planted_lock_symlink_is_refused_and_its_target_untouched(tmp_path):
+    """``.lock -> victim.txt`` planted in a run folder: the lock refuses it, the victim keeps its bytes."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(victim)
+    with pytest.raises(RunFolderLocked, match="symbolic link"):
+        with folder_lock(run):
+            pass
+    assert victim.read_text() == "precious\n"
+    assert (run / ".lock").is_symlink()
+
+
+def test_a_planted_lock_symlink_fails_train_in_one_line(tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "R"
+    out.mkdir()
+    (out / ".lock").symlink_to(victim)
+    assert main(["train", "--data", "synthetic", "--out", str(out), *CI]) == 1
+    err = capsys.readouterr().err
+    assert "symbolic link" in err and err.count("\n") == 1
+    assert victim.read_text() == "precious\n"

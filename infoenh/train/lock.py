@@ -46,12 +46,37 @@ def check_writable(folder: Path) -> None:
     """Create ``folder`` and write (then remove) a probe file in it; a clear error if that fails."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        import tempfile
+
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)   # O_EXCL: never through a link
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise PermissionError(f"cannot write to the run folder {folder} ({e.strerror or e}); choose a writable "
                               "--out") from e
+
+
+def _open_lock_file(path: Path):
+    """Open (create) the lock file for reading and writing without following a symlink: a planted
+    ``.lock -> victim`` would otherwise have the victim truncated and overwritten. A symlink or
+    anything but a regular file is refused."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    if os.path.islink(path):
+        raise RunFolderLocked(f"{path} is a symbolic link (to {os.readlink(path)!r}), not a lock file; infoenh "
+                              "never writes through it. Delete the link (or choose another --out)")
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:          # a link made between the check and the open
+            raise RunFolderLocked(f"{path} is a symbolic link, not a lock file; infoenh never writes through "
+                                  "it. Delete the link (or choose another --out)") from None
+        raise
+    import stat
+
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunFolderLocked(f"{path} is not a regular file; delete it (or choose another --out)")
+    return os.fdopen(fd, "r+")
 
 
 @contextmanager
@@ -69,8 +94,7 @@ def folder_lock(folder) -> Iterator[Path]:
             d, f = _held[key]
             _held[key] = (d - 1, f)
         return
-    path = folder / LOCK_NAME
-    f = open(path, "a+")
+    f = _open_lock_file(folder / LOCK_NAME)
     try:
         try:
             _try_lock(f)
