@@ -411,3 +411,37 @@ def test_a_planted_lock_symlink_fails_train_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "symbolic link" in err and err.count("\n") == 1
     assert victim.read_text() == "precious\n"
+
+
+# ---------------------------------------------------------------------------- issue 23: sealed run.json
+
+def test_a_hand_edited_run_json_is_noticed_and_never_reported(tmp_path, capsys):
+    """MAE edited by hand in run.json: the next call says so, recomputes the run from its
+    checkpoint and reports the true MAE; results.json never holds the edited value."""
+    out = tmp_path / "R"
+    assert main(["train", "--data", "synthetic", "--out", str(out), *CI]) == 0
+    rj = out / "seed_1111" / "run.json"
+    rec = json.loads(rj.read_text())
+    assert rec["checksum"].startswith("sha256:") and rec["checkpoint_sha256"].startswith("sha256:")
+    true_mae = rec["test"]["MAE"]
+    rec["test"]["MAE"] = 0.0123
+    rj.write_text(json.dumps(rec, indent=2))
+    capsys.readouterr()
+    assert main(["train", "--data", "synthetic", "--out", str(out), *CI]) == 0
+    err = capsys.readouterr().err
+    assert "edited after the run wrote it" in err and "run.json" in err
+    res = json.loads((out / "results.json").read_text())
+    assert res["runs"][0]["test"]["MAE"] == pytest.approx(true_mae, abs=1e-12) != 0.0123
+    assert json.loads(rj.read_text())["test"]["MAE"] == res["runs"][0]["test"]["MAE"]
+
+
+def test_a_run_json_whose_checkpoint_changed_is_not_trusted(tmp_path):
+    from infoenh.train.runner import read_run_record
+
+    run_dir = tmp_path / "seed_1111"
+    fit(make_synthetic_splits(seed=0, **TINY), cfg(epochs=1), run_dir)
+    assert read_run_record(run_dir / "run.json")[0] is not None
+    with open(run_dir / "checkpoint.pt", "ab") as f:
+        f.write(b"\0")
+    rec, why = read_run_record(run_dir / "run.json")
+    assert rec is None and "checkpoint" in why and "not the one it was computed from" in why

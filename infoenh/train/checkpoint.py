@@ -83,3 +83,48 @@ def write_json(obj: Any, path) -> None:
     """Write strict JSON atomically (indent 2); NaN/inf (an undefined metric) become ``null``."""
     data = (json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n").encode()
     _atomic(Path(path), lambda f: f.write(data))
+
+
+# ------------------------------------------------------------------------------ sealed records
+# A run's record (run.json) carries the SHA-256 of its own content, so that an edit made after the
+# run wrote it (a metric typed over, a field removed) is noticed when it is read again.
+SEAL_KEY = "checksum"
+
+
+def _canonical(obj: Any) -> bytes:
+    """The bytes a sealed record's checksum is taken over: ``obj`` as JSON would hold it (NaN as
+    null, tuples as lists, keys as strings), keys sorted, no whitespace."""
+    plain = json.loads(json.dumps(_finite(obj), allow_nan=False))
+    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def seal(obj: Dict[str, Any]) -> Dict[str, Any]:
+    """``obj`` with ``checksum: 'sha256:…'`` over every other field (whatever fields it has)."""
+    import hashlib
+
+    body = {k: v for k, v in obj.items() if k != SEAL_KEY}
+    return {**body, SEAL_KEY: "sha256:" + hashlib.sha256(_canonical(body)).hexdigest()}
+
+
+def seal_problem(doc: Dict[str, Any]) -> str:
+    """Why a record read back is not what :func:`seal` wrote ("" when it is)."""
+    import hashlib
+
+    stored = doc.get(SEAL_KEY)
+    if not isinstance(stored, str):
+        return "has no checksum (written by an older infoenh, or edited)"
+    body = {k: v for k, v in doc.items() if k != SEAL_KEY}
+    if stored != "sha256:" + hashlib.sha256(_canonical(body)).hexdigest():
+        return "does not match its checksum: it was edited after the run wrote it"
+    return ""
+
+
+def file_sha256(path) -> str:
+    """``'sha256:…'`` of a file's bytes (read in 1 MiB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()

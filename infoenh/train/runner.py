@@ -83,13 +83,26 @@ def _say(msg: str) -> None:
 
 
 def read_run_record(path: Path) -> Tuple[Optional[Dict[str, Any]], str]:
-    """``(record, "")`` for a readable ``run.json`` holding a run's result, else ``(None, why not)``."""
+    """``(record, "")`` for a readable ``run.json`` holding a run's result, else ``(None, why not)``.
+
+    A record is trusted only when its checksum (over every field it holds) matches its content and
+    the checkpoint beside it is the one it came from (``checkpoint_sha256``): a hand edit of either
+    is "why not" (the run is then recomputed from its checkpoint, never reported as it reads)."""
+    from .checkpoint import file_sha256, seal_problem
+    from .trainer import CHECKPOINT
+
     try:
         r = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         return None, f"unreadable ({e})"
     if not isinstance(r, dict) or not isinstance(r.get("test"), dict):
         return None, f"not a run record (a JSON {type(r).__name__})"
+    problem = seal_problem(r)
+    if problem:
+        return None, f"not trusted: it {problem}"
+    ck, ck_sum = path.parent / CHECKPOINT, r.get("checkpoint_sha256")
+    if ck_sum is not None and ck.exists() and file_sha256(ck) != ck_sum:
+        return None, f"not trusted: the checkpoint beside it ({ck.name}) is not the one it was computed from"
     return r, ""
 
 

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..models import HostModel, build_model
-from .checkpoint import load_checkpoint, remove_leftovers, save_checkpoint, write_json, write_jsonl
+from .checkpoint import file_sha256, load_checkpoint, remove_leftovers, save_checkpoint, seal, write_json, write_jsonl
 from .config import VALID_LOSSES, TrainConfig
 from .fingerprint import fingerprint_hash, mismatch_error
 from .fingerprint import run_fingerprint as _run_fingerprint
@@ -626,5 +626,6 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
     }
     if run_dir is not None:
         result["fingerprint"] = fingerprint
-        write_json({**result, "fingerprint_doc": fp_doc}, run_dir / RUN_JSON)
+        ck_sum = file_sha256(ckpt_path) if ckpt_path is not None and ckpt_path.exists() else None
+        write_json(seal({**result, "fingerprint_doc": fp_doc, "checkpoint_sha256": ck_sum}), run_dir / RUN_JSON)
     return (result, model) if return_model else result
