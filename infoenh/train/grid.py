@@ -29,6 +29,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 import time
 import traceback
 from pathlib import Path
@@ -103,20 +104,47 @@ def _config_kwargs(options: Dict[str, Any]) -> Dict[str, Any]:
     return kw
 
 
+def _safe_component(name: str) -> str:
+    """``name`` as one safe path component: letters, digits, ``_``, ``-`` and inner ``.`` only
+    (anything else becomes ``_``), no leading dot (so never ``.`` or ``..``), at most 60 characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:60].rstrip(".")
+
+
 def dataset_labels(datasets: Sequence[str], scale: Optional[str]) -> Dict[str, str]:
-    """A folder name per dataset: ``synthetic`` (``synthetic-<scale>``), else the file's stem
-    (``MOSI-unaligned_50`` style: the parent folder is added when two stems are equal)."""
+    """A distinct folder name per dataset, each a safe path component (:func:`_safe_component`):
+    ``synthetic`` (``synthetic-<scale>``), else the file's stem, with as many parent folders
+    prefixed as it takes to be unique (``MOSI-unaligned_50``, ``a-d-x``), then a number."""
     out: Dict[str, str] = {}
+    used = {f"synthetic-{scale}" if scale else "synthetic"} if "synthetic" in datasets else set()
     for d in datasets:
         if d == "synthetic":
             out[d] = f"synthetic-{scale}" if scale else "synthetic"
-        else:
-            p = Path(d)
-            label = p.stem
-            if label in out.values():
-                label = f"{p.parent.name}-{p.stem}"
-            out[d] = label
+            continue
+        p = Path(d)
+        parts = [p.stem] + [q.name for q in p.parents if q.name]      # the stem, then its folders upwards
+        label = ""
+        for i in range(1, len(parts) + 1):
+            label = "-".join(c for c in (_safe_component(x) for x in reversed(parts[:i])) if c) or "data"
+            if label not in used:
+                break
+        base, n = label, 2
+        while label in used:
+            label, n = f"{base}-{n}", n + 1
+        used.add(label)
+        out[d] = label
     return out
+
+
+def check_run_folders(runs: Sequence["Run"], out) -> None:
+    """Prove that every run folder lies under ``out`` (symbolic links resolved) before anything is
+    written or deleted; a GridSpecError names the first that does not."""
+    root = Path(out).expanduser().resolve()
+    for run in runs:
+        folder = run.folder(root).resolve()
+        if folder == root or root not in folder.parents:
+            raise GridSpecError(f"grid: the folder of run {run.key} resolves to {folder}, outside --out {root} (a "
+                                "symbolic link or a dataset label that leaves it); nothing was run, written or "
+                                "deleted")
 
 
 def _did_you_mean(value, choices) -> str:
@@ -278,6 +306,9 @@ class Run:
     host: str
     arm: str
     seed: int
+    # SHA-256 of the dataset's arrays as the driver fingerprinted them (set by the executor): the
+    # run refuses to train on anything else (a data file replaced while the grid runs)
+    data_sha256: Optional[str] = None
 
     @property
     def key(self) -> str:
@@ -359,6 +390,32 @@ def stale_runs(spec: GridSpec, runs: Sequence[Run], out) -> List[tuple]:
     return stale
 
 
+class DataChanged(RuntimeError):
+    """The data a run loaded is not the data the grid's driver fingerprinted."""
+
+
+def data_hashes(spec: GridSpec) -> Dict[str, str]:
+    """``{dataset: SHA-256 of its arrays}``, computed once by the driver before any run starts."""
+    from .fingerprint import content_sha256
+
+    return {d: content_sha256(_data(spec, d)[0]) for d in spec.datasets}
+
+
+def check_data_hash(run: Run, ds) -> str:
+    """The SHA-256 of ``ds``'s arrays; raises :class:`DataChanged`, naming both hashes, when the
+    driver fingerprinted other data for this run (``run.data_sha256``)."""
+    from .fingerprint import content_sha256
+
+    got = content_sha256(ds)
+    if run.data_sha256 is not None and got != run.data_sha256:
+        _DATA_CACHE.clear()
+        raise DataChanged(f"the data this run loaded ({run.dataset}) has content sha256 {got[:16]}…, but the grid "
+                          f"started on sha256 {run.data_sha256[:16]}…: the file changed while the grid ran. Not "
+                          "trained, so no table mixes the two; restore the file, or re-run the grid (it then "
+                          "stops on the runs of the old data; --fresh retrains them)")
+    return got
+
+
 def stale_message(stale: Sequence[tuple], out) -> str:
     shown = "; ".join(f"{r.key} ({d})" for r, d in stale[:10])
     more = f"; and {len(stale) - 10} more" if len(stale) > 10 else ""
@@ -387,11 +444,13 @@ def run_one(run: Run, spec: GridSpec, out) -> Dict[str, Any]:
         if spec.threads:
             torch.set_num_threads(spec.threads)
         cfg = spec.config(run.host, run.arm, run.seed)
+        check_run_folders([run], out)
         run_dir = run.folder(out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds, _ = _data(spec, run.dataset)
             rec["synthetic"] = bool(getattr(ds, "synthetic", False))
+            rec["data_sha256"] = check_data_hash(run, ds)
             with folder_lock(run_dir):
                 r = _done(run_dir, cfg, ds)
                 if r is None:

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .grid import GridSpec, Run, expand, run_one, stale_message, stale_runs, write_tables
+from .grid import (GridSpec, Run, check_run_folders, data_hashes, expand, run_one, stale_message, stale_runs,
+                   write_tables)
 
 EXECUTORS = ("auto", "ray", "sequential")
 RunFn = Callable[[Run, GridSpec, Any], Dict[str, Any]]
@@ -184,8 +185,12 @@ def run_grid(spec: GridSpec, out, *, executor: str = "auto", address: Optional[s
         raise ValueError(f"--cpus-per-run must be > 0, got {cpus_per_run!r}")
     out = Path(out).expanduser().resolve()       # absolute: Ray workers do not share our working directory
     runs = expand(spec)
+    check_run_folders(runs, out)                 # before anything is written or deleted
     progress = Progress(len(runs), log)
     with folder_lock(out):
+        check_run_folders(runs, out)             # again, now that no other grid can change the folders
+        hashes = data_hashes(spec)               # every run checks that it trains on these arrays
+        runs = [dataclasses.replace(r, data_sha256=hashes[r.dataset]) for r in runs]
         stale = stale_runs(spec, runs, out)
         if stale and not fresh:
             raise FingerprintMismatch(stale_message(stale, out))

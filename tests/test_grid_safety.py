@@ -1,0 +1,123 @@
+"""infoenh grid against a hostile or careless user (issue 23): one data version per table, run
+folders that stay under --out, bounded spec loading, every entry that fails at run time refused
+before the first run, and a clean exit on SIGTERM. Every file these tests write is under tmp_path."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from infoenh.cli import main
+from infoenh.train import grid as gridmod
+from infoenh.train.grid import GridSpecError, expand, load_spec, run_one, validate_spec
+from infoenh.train.grid_exec import run_grid
+from infoenh.train.runner import SYNTHETIC_SCALES
+
+pytestmark = [pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning"),
+              pytest.mark.filterwarnings("ignore::infoenh.train.runner.ConvergenceWarning")]
+
+SPEC = {"datasets": ["synthetic"], "synthetic_scale": "ci", "hosts": ["lf"], "arms": ["baseline"],
+        "seeds": [1111, 1112], "n_boot": 200, "options": {"epochs": 1, "k": 4, "d": 8, "ot_iters": 10}}
+
+
+@pytest.fixture(autouse=True)
+def _single_thread(one_thread):
+    """Every test here runs on one thread (see conftest.one_thread)."""
+
+
+def _write(tmp_path, doc, name="spec.yaml"):
+    import yaml
+
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def _data_file(path, seed):
+    from infoenh.data.synthetic import write_synthetic
+
+    return write_synthetic(path, seed=seed, **SYNTHETIC_SCALES["ci"])
+
+
+# ------------------------------------------------------------------ finding 1: one data version
+
+def test_a_data_file_replaced_mid_grid_fails_the_later_runs_naming_both_hashes(tmp_path):
+    """The file is replaced after the first run and the worker's cache dropped (a new worker):
+    the later runs refuse to train on the new arrays, naming both hashes; no cell mixes them."""
+    data = _data_file(tmp_path / "data" / "d.pkl", seed=0)
+    spec = validate_spec({**SPEC, "datasets": [str(data)], "seeds": [1111, 1112, 1113]})
+    calls = []
+
+    def run_fn(run, spec_, out):
+        if len(calls) == 1:
+            _data_file(data, seed=1)           # the data file replaced while the grid runs
+            gridmod._DATA_CACHE.clear()        # a fresh worker process loads it again
+        calls.append(run.key)
+        return run_one(run, spec_, out)
+
+    doc = run_grid(spec, tmp_path / "G", executor="sequential", run_fn=run_fn)
+    st = {r["key"].split("/")[-1]: r for r in doc["runs"]}
+    assert st["seed_1111"]["status"] == "done"
+    for s in ("seed_1112", "seed_1113"):
+        assert st[s]["status"] == "failed"
+        assert "sha256" in st[s]["error"] and "changed while the grid ran" in st[s]["error"]
+    old, new = st["seed_1111"]["data_sha256"], st["seed_1112"]["error"]
+    assert old[:16] in new                                             # both hashes named
+    assert doc["summary"] == {"runs": 3, "done": 1, "failed": 2}
+    cell = doc["cells"]["d/lf/baseline"]
+    assert cell["status"] == "n=1/3" and cell["seeds"] == [1111]
+    assert not (tmp_path / "G" / "d" / "lf" / "baseline" / "seed_1112" / "run.json").exists()
+
+
+# ------------------------------------------------------------ findings 3-4: labels and folders
+
+def test_a_dotted_data_name_never_gives_a_label_that_leaves_out(tmp_path):
+    """A data file named '...pkl' had the label '..': runs landed beside --out."""
+    (tmp_path / "x").mkdir()
+    bad = tmp_path / "x" / "...pkl"
+    _data_file(bad, seed=0)
+    spec = validate_spec({**SPEC, "datasets": [str(bad)]})
+    label = spec.labels()[str(bad.resolve())]
+    assert label not in (".", "..", "") and "/" not in label and not label.startswith(".")
+    out = tmp_path / "out" / "G"
+    for run in expand(spec):
+        folder = run.folder(out).resolve()
+        assert out.resolve() in folder.parents
+
+
+@pytest.mark.parametrize("name", ["a/b.pkl", "..pkl", "x y\n.pkl", "é.pkl"])
+def test_labels_are_safe_path_components(tmp_path, name):
+    labels = gridmod.dataset_labels([str(tmp_path / name)], None)
+    (label,) = labels.values()
+    assert label and label not in (".", "..") and "/" not in label and "\\" not in label
+    assert not label.startswith(".") and all(c.isalnum() or c in "._-" for c in label)
+
+
+def test_three_equal_stems_under_equal_parents_get_three_labels(tmp_path):
+    """a/d/x.pkl, b/d/x.pkl, c/d/x.pkl gave x, d-x, d-x: records overwrote each other."""
+    paths = [str(tmp_path / p / "d" / "x.pkl") for p in "abc"]
+    labels = gridmod.dataset_labels(paths, None)
+    assert len(set(labels.values())) == 3
+    assert list(labels.values())[:2] == ["x", "d-x"]
+    # a file named like the synthetic label does not take it
+    labels = gridmod.dataset_labels([str(tmp_path / "synthetic-ci.pkl"), "synthetic"], "ci")
+    assert len(set(labels.values())) == 2 and labels["synthetic"] == "synthetic-ci"
+
+
+def test_a_run_folder_that_resolves_outside_out_stops_before_anything_is_written(tmp_path):
+    """A symbolic link inside --out pointing elsewhere: nothing is written or deleted there."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    out = tmp_path / "G"
+    out.mkdir()
+    (out / "synthetic-ci").symlink_to(outside, target_is_directory=True)
+    spec = validate_spec(SPEC)
+    with pytest.raises(GridSpecError, match="outside --out"):
+        run_grid(spec, out, executor="sequential", fresh=True)
+    assert [p.name for p in outside.iterdir()] == ["keep.txt"]
+    assert not (out / "grid.json").exists()
