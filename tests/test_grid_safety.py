@@ -121,3 +121,81 @@ def test_a_run_folder_that_resolves_outside_out_stops_before_anything_is_written
         run_grid(spec, out, executor="sequential", fresh=True)
     assert [p.name for p in outside.iterdir()] == ["keep.txt"]
     assert not (out / "grid.json").exists()
+
+
+# --------------------------------------------------------- findings 5 and 9: bounded spec loading
+
+@pytest.fixture
+def time_bound():
+    """Fail a test that runs past ``seconds`` (SIGALRM) instead of letting it hang."""
+    def _raise(signum, frame):
+        raise TimeoutError("ran past the time bound")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+
+    def start(seconds):
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    yield start
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _laughs(levels=9):
+    text = 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for i in range(1, levels):
+        text += f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]\n"
+    return text
+
+
+BASE = "datasets: [synthetic]\nhosts: [lf]\n"
+HOSTILE = {
+    "bomb.yaml": ("seeds: &s0 [1,1,1,1,1,1,1,1,1]\n" + _laughs().replace("a0:", "n0:").replace("a1:", "seeds:")
+                  .replace("a2:", "n2:").replace("a3:", "n3:").replace("a4:", "n4:").replace("a5:", "n5:")
+                  .replace("a6:", "n6:").replace("a7:", "n7:").replace("a8:", "n8:"),
+                  "values once YAML aliases are expanded"),
+    "deep.yaml": ("datasets: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 20 levels"),
+    "deep.json": ('{"datasets": ' + "[" * 30000 + "]" * 30000 + "}", "nested deeper than 20 levels"),
+    "big.yaml": (BASE + "seeds: [1]\n# " + "x" * 70000 + "\n", "a spec file has at most"),
+    "latin1.yaml": (b"datasets: [synth\xe9tic]\n", "not UTF-8 text"),
+    "bigint.yaml": (BASE + "seeds: [" + "9" * 5000 + "]\n", "not valid YAML"),
+    "manyseeds.yaml": (BASE + "seeds: [" + ",".join(map(str, range(1001))) + "]\n", "at most 1000 are accepted"),
+    "scale.yaml": (BASE + "seeds: [1]\nsynthetic_scale: [ci]\n", "unknown synthetic_scale ['ci']"),
+    "seed63.yaml": (BASE + "seeds: [9223372036854775808]\n", "seeds must be integers from 0 to 2^63 - 1"),
+    "negseed.yaml": (BASE + "seeds: [-1]\n", "seeds must be integers from 0 to 2^63 - 1"),
+    "workers.yaml": (BASE + "seeds: [1]\noptions: {num_workers: -1}\n", "'options.num_workers' must be an integer"),
+    "workers2.yaml": (BASE + "seeds: [1]\noptions: {num_workers: many}\n", "'options.num_workers' must be an integer"),
+    "device.yaml": (BASE + "seeds: [1]\noptions: {device: 'cuda:abc'}\n", "'options.device' must be 'cpu', 'cuda'"),
+    "iekw.yaml": (BASE + "seeds: [1]\noptions: {infoenh_kwargs: {regg: 0.1}}\n",
+                  "unknown infoenh_kwargs key 'regg' in 'options'; did you mean 'reg'?"),
+    "indims.yaml": (BASE + "seeds: [1]\noptions: {infoenh_kwargs: {in_dims: {text: 3}}}\n",
+                    "in_dims is set from the host's encoders"),
+    "ievalue.yaml": (BASE + "seeds: [1]\noptions: {infoenh_kwargs: {fia_mode: sideways}}\n", "fia-mode must be one of"),
+    "long.yaml": (BASE + "seeds: [1]\noptions: {epochs: '" + "x" * 30000 + "'}\n", "--epochs must be an integer"),
+    "longkey.yaml": (BASE + "seeds: [1]\n" + "k" * 1000 + ": 1\n", "unknown key 'kkkk"),
+    "longyaml.yaml": (BASE + "seeds: [1]\n" + "k" * 20000 + ": 1\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_specs_are_refused_fast_in_one_short_line_naming_the_file(tmp_path, capsys, time_bound, name):
+    text, needle = HOSTILE[name]
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    time_bound(20)
+    with pytest.raises(GridSpecError) as e:
+        load_spec(p)
+    msg = str(e.value)
+    assert needle in msg and str(p) in msg and len(msg) < 700 and "\n" not in msg, msg[:300]
+    out = tmp_path / "G"
+    assert main(["grid", str(p), "--out", str(out), "--executor", "sequential"]) == 1
+    err = capsys.readouterr().err
+    assert needle in err and str(p) in err and err.count("\n") == 1 and len(err) < 800
+    assert not out.exists()
+
+
+def test_a_dataset_that_is_a_folder_is_refused_before_the_first_run(tmp_path):
+    folder = tmp_path / "MOSI"
+    folder.mkdir()
+    with pytest.raises(GridSpecError, match="is a folder, not a data file"):
+        validate_spec({**SPEC, "datasets": [str(folder)]})

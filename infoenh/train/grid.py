@@ -147,14 +147,32 @@ def check_run_folders(runs: Sequence["Run"], out) -> None:
                                 "deleted")
 
 
+# Bounds of a spec file: bytes, nesting depth, nodes after alias expansion, seeds.
+MAX_SPEC_BYTES = 64 * 1024
+MAX_SPEC_DEPTH = 20
+MAX_SPEC_NODES = 20000
+MAX_SEEDS = 1000
+_SEED_LIMIT = 2 ** 63
+
+
+def _short(value, limit: int = 80) -> str:
+    """``repr(value)`` cut short: bounded work and length whatever the value (a YAML bomb too)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel, r.maxlong = limit, limit, 6, 6, 3, 40
+    text = r.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "…"
+
+
 def _did_you_mean(value, choices) -> str:
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    close = difflib.get_close_matches(_short(value, 60).strip("'"), [str(c) for c in choices], n=1)
     return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _choices(name: str, value, choices) -> GridSpecError:
     hint = _did_you_mean(value, choices)
-    return GridSpecError(f"grid spec: unknown {name} {value!r}; {hint}{'Choose' if hint else 'choose'} from "
+    return GridSpecError(f"grid spec: unknown {name} {_short(value)}; {hint}{'Choose' if hint else 'choose'} from "
                          f"{', '.join(map(str, choices))}")
 
 
@@ -165,7 +183,7 @@ def _list(doc, key, default=None) -> list:
     if isinstance(v, (str, int)):
         v = [v]
     if not isinstance(v, list) or not v:
-        raise GridSpecError(f"grid spec: '{key}' must be a non-empty list, got {v!r}")
+        raise GridSpecError(f"grid spec: '{key}' must be a non-empty list, got {_short(v)}")
     return v
 
 
@@ -173,11 +191,11 @@ def _check_options(where: str, options) -> Dict[str, Any]:
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise GridSpecError(f"grid spec: '{where}' must be a mapping of option: value, got {options!r}")
+        raise GridSpecError(f"grid spec: '{where}' must be a mapping of option: value, got {_short(options)}")
     names = option_names()
     for k in options:
         if k not in names:
-            raise GridSpecError(f"grid spec: unknown option {k!r} in {where!r}; {_did_you_mean(k, names)}Options "
+            raise GridSpecError(f"grid spec: unknown option {_short(k)} in {where!r}; {_did_you_mean(k, names)}Options "
                                 f"are TrainConfig fields or InfoEnh options: {', '.join(names)}") from None
     if "infoenh_kwargs" in options and not isinstance(options["infoenh_kwargs"], dict):
         raise GridSpecError(f"grid spec: '{where}.infoenh_kwargs' must be a mapping")
@@ -185,8 +203,33 @@ def _check_options(where: str, options) -> Dict[str, Any]:
         raise GridSpecError(f"grid spec: '{where}.model_kwargs' must be a mapping")
     for k in ("amp", "deterministic"):
         if k in options and not isinstance(options[k], bool):
-            raise GridSpecError(f"grid spec: '{where}.{k}' must be true or false, got {options[k]!r}")
+            raise GridSpecError(f"grid spec: '{where}.{k}' must be true or false, got {_short(options[k])}")
+    _check_run_time_options(where, options)
     return dict(options)
+
+
+def _check_run_time_options(where: str, options: Dict[str, Any]) -> None:
+    """Entries that TrainConfig accepts but that would fail when a run starts: checked now."""
+    import inspect
+
+    from ..module import InfoEnh
+
+    if "num_workers" in options:
+        w = options["num_workers"]
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 256:
+            raise GridSpecError(f"grid spec: '{where}.num_workers' must be an integer from 0 to 256 (DataLoader "
+                                f"worker processes), got {_short(w)}")
+    if "device" in options:
+        dev = options["device"]
+        if dev is not None and (not isinstance(dev, str) or not re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", dev)):
+            raise GridSpecError(f"grid spec: '{where}.device' must be 'cpu', 'cuda', 'cuda:N' (N a GPU number) or "
+                                f"null (CUDA when available), got {_short(dev)}")
+    ie_names = [n for n in inspect.signature(InfoEnh.__init__).parameters if n not in ("self", "in_dims")]
+    for k in (options.get("infoenh_kwargs") or {}):
+        if k not in ie_names:
+            why = ("in_dims is set from the host's encoders" if k == "in_dims"
+                   else f"{_did_you_mean(k, ie_names)}InfoEnh takes: {', '.join(ie_names)}")
+            raise GridSpecError(f"grid spec: unknown infoenh_kwargs key {_short(k)} in {where!r}; {why}")
 
 
 def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
@@ -199,20 +242,23 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
             raise _choices("key", k, SPEC_KEYS)
     datasets = [str(d) for d in _list(doc, "datasets")]
     if len(set(datasets)) != len(datasets):
-        raise GridSpecError(f"grid spec: 'datasets' has duplicates: {datasets}")
+        raise GridSpecError(f"grid spec: 'datasets' has duplicates: {_short(datasets)}")
     for d in datasets:
         if d != "synthetic" and check_paths and not Path(d).expanduser().exists():
-            raise GridSpecError(f"grid spec: dataset {d!r} is neither 'synthetic' nor an existing file")
+            raise GridSpecError(f"grid spec: dataset {_short(d)} is neither 'synthetic' nor an existing file")
+        if d != "synthetic" and check_paths and not Path(d).expanduser().is_file():
+            raise GridSpecError(f"grid spec: dataset {_short(d)} is a folder, not a data file; name the pickle "
+                                "inside it (e.g. .../Processed/unaligned_50.pkl)")
     if check_paths:                       # absolute: Ray workers on other nodes do not share our working directory
         datasets = [d if d == "synthetic" else str(Path(d).expanduser().resolve()) for d in datasets]
-    from .runner import SYNTHETIC_SCALES
+    from .runner import SYNTHETIC_SCALES, infoenh_settings
 
     scale = doc.get("synthetic_scale")
-    if scale is not None and scale not in SYNTHETIC_SCALES:
+    if scale is not None and (not isinstance(scale, str) or scale not in SYNTHETIC_SCALES):
         raise _choices("synthetic_scale", scale, sorted(SYNTHETIC_SCALES))
     sseed = doc.get("synthetic_seed", 0)
-    if isinstance(sseed, bool) or not isinstance(sseed, int):
-        raise GridSpecError(f"grid spec: 'synthetic_seed' must be an integer, got {sseed!r}")
+    if isinstance(sseed, bool) or not isinstance(sseed, int) or not 0 <= sseed < _SEED_LIMIT:
+        raise GridSpecError(f"grid spec: 'synthetic_seed' must be an integer from 0 to 2^63 - 1, got {_short(sseed)}")
     hosts = [str(h) for h in _list(doc, "hosts")]
     for h in hosts:
         if h not in MODELS:
@@ -226,24 +272,30 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
     seeds = _list(doc, "seeds")
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, int):
-            raise GridSpecError(f"grid spec: seeds must be integers, got {s!r}")
+            raise GridSpecError(f"grid spec: seeds must be integers, got {_short(s)}")
+        if not 0 <= s < _SEED_LIMIT:
+            raise GridSpecError(f"grid spec: seeds must be integers from 0 to 2^63 - 1 (torch's seed range), got "
+                                f"{_short(s)}")
+    if len(seeds) > MAX_SEEDS:
+        raise GridSpecError(f"grid spec: {len(seeds)} seeds; at most {MAX_SEEDS} are accepted")
     if len(set(seeds)) != len(seeds):
-        raise GridSpecError(f"grid spec: seeds must be distinct, got {seeds}")
+        raise GridSpecError(f"grid spec: seeds must be distinct, got {_short(seeds)}")
     options = _check_options("options", doc.get("options"))
     host_options = doc.get("host_options") or {}
     if not isinstance(host_options, dict):
         raise GridSpecError("grid spec: 'host_options' must be a mapping host: {option: value}, got "
-                            f"{host_options!r}")
+                            f"{_short(host_options)}")
     for h, o in host_options.items():
         if h not in hosts:
-            raise GridSpecError(f"grid spec: 'host_options' names host {h!r}, which is not in hosts {hosts}")
+            raise GridSpecError(f"grid spec: 'host_options' names host {_short(h)}, which is not in hosts {hosts}")
         host_options[h] = _check_options(f"host_options.{h}", o)
     n_boot = doc.get("n_boot", 10000)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise GridSpecError(f"grid spec: 'n_boot' must be an integer >= 1, got {n_boot!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or not 1 <= n_boot <= 10 ** 6:
+        raise GridSpecError(f"grid spec: 'n_boot' must be an integer from 1 to 1000000, got {_short(n_boot)}")
     threads = doc.get("threads", 1)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise GridSpecError(f"grid spec: 'threads' must be an integer >= 1 or null (torch's default), got {threads!r}")
+        raise GridSpecError(f"grid spec: 'threads' must be an integer >= 1 or null (torch's default), got "
+                            f"{_short(threads)}")
     spec = GridSpec(datasets=datasets, hosts=hosts, arms=arms, requested_arms=requested, seeds=[int(s) for s in seeds],
                     options=options, host_options=dict(host_options), synthetic_scale=scale, synthetic_seed=sseed,
                     n_boot=n_boot, threads=threads)
@@ -251,11 +303,17 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
         for a in arms:
             try:
                 cfg = spec.config(h, a, spec.seeds[0]).resolved()
-            except (TypeError, ValueError, KeyError) as e:
+                infoenh_settings(cfg)     # InfoEnh's own checks of its options (built alone: cheap)
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
                 msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-                raise GridSpecError(f"grid spec: host {h}, arm {a}: {msg}") from None
+                raise GridSpecError(f"grid spec: host {h}, arm {a}: {_cut(str(msg))}") from None
             _check_model_kwargs(h, cfg.model_kwargs)
     return spec
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """A message of another module cut short (it may quote a long value of the spec)."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _check_model_kwargs(host: str, model_kwargs) -> None:
@@ -270,33 +328,119 @@ def _check_model_kwargs(host: str, model_kwargs) -> None:
     names = [n for n in params if n not in HOST_STRUCTURAL]
     for k in model_kwargs or {}:
         if k not in names:
-            raise GridSpecError(f"grid spec: host {host}: unknown model_kwargs key {k!r}; {_did_you_mean(k, names)}"
+            raise GridSpecError(f"grid spec: host {host}: unknown model_kwargs key {_short(k)}; {_did_you_mean(k, names)}"
                                 f"{MODELS[host].__name__} takes: {', '.join(names) or 'nothing'}")
 
 
 def load_spec(path, *, check_paths: bool = True) -> GridSpec:
-    """Read a YAML (or JSON) spec file and check it (:func:`validate_spec`)."""
+    """Read a YAML (or JSON) spec file and check it (:func:`validate_spec`), within bounds: at most
+    :data:`MAX_SPEC_BYTES` bytes of UTF-8, :data:`MAX_SPEC_DEPTH` levels of nesting and
+    :data:`MAX_SPEC_NODES` values once YAML aliases are expanded (measured on the parser's events,
+    before anything is built). Every error names the file."""
     p = Path(path)
+    try:
+        return validate_spec(_read_spec(p), check_paths=check_paths)
+    except GridSpecError as e:
+        msg = str(e)
+        raise GridSpecError(msg if msg.startswith(f"grid spec {p}") else f"{msg} (spec file {p})") from None
+
+
+def _read_spec(p: Path):
+    """The parsed document of a spec file, or a GridSpecError naming the file."""
     if not p.exists():
-        raise GridSpecError(f"grid spec: no file {p}")
-    text = p.read_text()
+        raise GridSpecError(f"grid spec {p}: no such file")
+    if not p.is_file():
+        raise GridSpecError(f"grid spec {p}: not a file")
+    size = p.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise GridSpecError(f"grid spec {p}: {size} bytes; a spec file has at most {MAX_SPEC_BYTES} bytes")
+    raw = p.read_bytes()[:MAX_SPEC_BYTES + 1]
+    if len(raw) > MAX_SPEC_BYTES:
+        raise GridSpecError(f"grid spec {p}: more than {MAX_SPEC_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GridSpecError(f"grid spec {p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     if not text.strip():
         raise GridSpecError(f"grid spec {p} is empty")
     if p.suffix == ".json":
+        _check_json_depth(text, p)
         try:
             doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise GridSpecError(f"grid spec {p}: not valid JSON ({e})") from None
+        except (json.JSONDecodeError, RecursionError, ValueError) as e:
+            raise GridSpecError(f"grid spec {p}: not valid JSON ({_cut(' '.join(str(e).split()), 200)})") from None
     else:
         import yaml
 
         try:
+            _check_yaml_size(text, p)
             doc = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise GridSpecError(f"grid spec {p}: not valid YAML ({e})") from None
+        except GridSpecError:
+            raise
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError, OverflowError) as e:
+            raise GridSpecError(f"grid spec {p}: not valid YAML ({_cut(' '.join(str(e).split()), 300)})") from None
         if doc is None:
             raise GridSpecError(f"grid spec {p} is empty")
-    return validate_spec(doc, check_paths=check_paths)
+    return doc
+
+
+def _check_json_depth(text: str, p: Path) -> None:
+    """Nesting of a JSON text, counted on its brackets outside strings (no parser recursion)."""
+    depth, in_str, esc = 0, False, False
+    for ch in text:
+        if in_str:
+            esc, in_str = (False, in_str) if esc else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_SPEC_DEPTH:
+                raise GridSpecError(f"grid spec {p}: nested deeper than {MAX_SPEC_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+
+
+def _check_yaml_size(text: str, p: Path) -> None:
+    """Depth and number of values of a YAML text with its aliases expanded, from the parser's
+    events (linear in the text; nothing is built), so a 'billion laughs' is refused at once."""
+    import yaml
+    from yaml import events as ev
+
+    anchors: Dict[str, tuple] = {}            # anchor -> (values, height)
+    stack: List[list] = []                    # open collections: [values, height, anchor]
+    total = 0
+
+    def add(size: int, height: int) -> None:
+        nonlocal total
+        if len(stack) + height > MAX_SPEC_DEPTH:
+            raise GridSpecError(f"grid spec {p}: nested deeper than {MAX_SPEC_DEPTH} levels (aliases expanded)")
+        if stack:
+            stack[-1][0] += size
+            stack[-1][1] = max(stack[-1][1], height + 1)
+            if stack[-1][0] > MAX_SPEC_NODES:
+                raise GridSpecError(f"grid spec {p}: more than {MAX_SPEC_NODES} values once YAML aliases are "
+                                    "expanded; a grid spec needs a few dozen")
+        else:
+            total += size
+            if total > MAX_SPEC_NODES:
+                raise GridSpecError(f"grid spec {p}: more than {MAX_SPEC_NODES} values")
+
+    for e in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(e, (ev.MappingStartEvent, ev.SequenceStartEvent)):
+            stack.append([1, 0, e.anchor])
+            if len(stack) > MAX_SPEC_DEPTH:
+                raise GridSpecError(f"grid spec {p}: nested deeper than {MAX_SPEC_DEPTH} levels")
+        elif isinstance(e, (ev.MappingEndEvent, ev.SequenceEndEvent)):
+            size, height, anchor = stack.pop()
+            if anchor:
+                anchors[anchor] = (size, height)
+            add(size, height)
+        elif isinstance(e, ev.ScalarEvent):
+            if e.anchor:
+                anchors[e.anchor] = (1, 0)
+            add(1, 0)
+        elif isinstance(e, ev.AliasEvent):
+            add(*anchors.get(e.anchor, (1, 0)))
 
 
 @dataclasses.dataclass(frozen=True)
