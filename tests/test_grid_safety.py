@@ -3,9 +3,11 @@ folders that stay under --out, bounded spec loading, every entry that fails at r
 before the first run, and a clean exit on SIGTERM. Every file these tests write is under tmp_path."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -199,3 +201,45 @@ def test_a_dataset_that_is_a_folder_is_refused_before_the_first_run(tmp_path):
     folder.mkdir()
     with pytest.raises(GridSpecError, match="is a folder, not a data file"):
         validate_spec({**SPEC, "datasets": [str(folder)]})
+
+
+# ------------------------------------------------------------------- finding 11: SIGTERM to the driver
+
+@pytest.mark.parametrize("executor, sig", [("ray", signal.SIGTERM), ("ray", signal.SIGINT),
+                                           ("sequential", signal.SIGTERM)])
+def test_sigterm_to_the_driver_exits_cleanly_with_the_resume_hint(tmp_path, executor, sig):
+    """SIGTERM to a Ray grid's driver printed native '*** SIGTERM received ***' frames and exited by
+    SIGABRT; now: exit 130, the resume hint, the cancelled runs named, and a re-run resumes."""
+    if executor == "ray":
+        pytest.importorskip("ray")
+    spec = {**SPEC, "seeds": [1111, 1112, 1113, 1114], "options": {**SPEC["options"], "epochs": 4}}
+    spec_path = _write(tmp_path, spec)
+    out = tmp_path / "G"
+    err_path = tmp_path / "stderr.txt"
+    # Ray's sockets need a short path (107 bytes at most): a temporary folder of its own, removed after
+    short = tempfile.mkdtemp(prefix="i23r", dir="/tmp")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": short,
+           "RAY_TMPDIR": short}
+    with open(err_path, "wb") as err:
+        p = subprocess.Popen([sys.executable, "-m", "infoenh", "grid", str(spec_path), "--out", str(out), "--executor",
+                              executor, "--num-cpus", "1"][: None if executor == "ray" else -2],
+                             env=env, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
+        try:
+            deadline = time.time() + 180
+            while time.time() < deadline and not list(out.glob("*/*/*/seed_*/log.jsonl")):
+                assert p.poll() is None, err_path.read_text()
+                time.sleep(0.1)
+            p.send_signal(sig)
+            code = p.wait(120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+            shutil.rmtree(short, ignore_errors=True)
+    text = err_path.read_text()
+    assert code == 130, text[-2000:]
+    assert "*** SIGTERM received" not in text and "*** SIGINT received" not in text
+    assert "interrupted; re-run the same command" in text
+    if executor == "ray":
+        assert "cancelled" in text and "seed_" in text.split("cancelled", 1)[1]
+    assert not (out / "grid.json").exists()

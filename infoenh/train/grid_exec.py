@@ -13,10 +13,13 @@ summary (done / running / failed) and writes the tables at the end. Ray is an ex
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -26,6 +29,49 @@ from .grid import (GridSpec, Run, check_run_folders, data_hashes, expand, run_on
 
 EXECUTORS = ("auto", "ray", "sequential")
 RunFn = Callable[[Run, GridSpec, Any], Dict[str, Any]]
+
+
+class GridTerminated(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) reached the grid's driver: it stops cleanly (the command line then says
+    how to resume and exits 130), cancelling what Ray still runs and naming what it leaves behind."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM and SIGINT raise :class:`GridTerminated` in the driver while the block runs.
+
+    Ray's driver installs native handlers that print C++ frames and abort on SIGTERM; Python's
+    handler installed after ``ray.init`` replaces them. The previous handlers are restored on
+    exit. Outside the main thread (where handlers cannot be set) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _stop(signum, frame):
+        raise GridTerminated(f"received {signal.Signals(signum).name}")
+
+    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _leftover_processes() -> List[str]:
+    """This process's children still alive (after Ray's shutdown: workers it left behind)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    out = []
+    for c in psutil.Process().children(recursive=True):
+        try:
+            if c.is_running() and c.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"pid {c.pid} ({c.name()})")
+        except psutil.Error:
+            continue
+    return out
 
 
 def ray_available() -> bool:
@@ -122,6 +168,7 @@ def run_ray(runs: Sequence[Run], spec: GridSpec, out, *, address: Optional[str] 
             where = f"connect to Ray at {address}" if address else "start a local Ray"
             raise RuntimeError(f"could not {where}: {type(e).__name__}: {e}") from e
         started = True
+    interrupted: List[str] = []
     try:
         opts: Dict[str, Any] = {"max_retries": max_retries, "retry_exceptions": False, "num_cpus": cpus_per_run}
         if ray.cluster_resources().get("GPU", 0) >= 1:
@@ -131,24 +178,51 @@ def run_ray(runs: Sequence[Run], spec: GridSpec, out, *, address: Optional[str] 
         fn = run_fn or run_one
         if progress:
             progress.begin()
-        pending = {task.remote(fn, dataclasses.asdict(r), spec_d, str(out)): r for r in runs}
+        pending: Dict[Any, Run] = {}
         records: List[Dict[str, Any]] = []
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                run = pending.pop(ref)
-                try:
-                    rec = ray.get(ref)
-                except Exception as e:       # the task's workers died max_retries + 1 times
-                    rec = {"key": run.key, **dataclasses.asdict(run), "dir": str(run.folder(out)), "status": "failed",
-                           "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-                records.append(rec)
-                if progress:
-                    progress.finished(rec, running=len(pending))
+        with terminate_as_interrupt():       # after ray.init: replaces Ray's native SIGTERM handler
+            try:
+                pending.update({task.remote(fn, dataclasses.asdict(r), spec_d, str(out)): r for r in runs})
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in ready:
+                        run = pending.pop(ref)
+                        try:
+                            rec = ray.get(ref)
+                        except Exception as e:       # the task's workers died max_retries + 1 times
+                            rec = {"key": run.key, **dataclasses.asdict(run), "dir": str(run.folder(out)),
+                                   "status": "failed",
+                                   "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+                        records.append(rec)
+                        if progress:
+                            progress.finished(rec, running=len(pending))
+            except KeyboardInterrupt:
+                interrupted = [r.key for r in pending.values()]
+                for ref in pending:
+                    try:
+                        ray.cancel(ref, force=True)
+                    except Exception:        # noqa: BLE001 - already finished or gone
+                        pass
+                raise
         return records
     finally:
         if started:
             ray.shutdown()
+        if interrupted:
+            _say_left_behind(interrupted, address, started)
+
+
+def _say_left_behind(keys: Sequence[str], address: Optional[str], started: bool) -> None:
+    """After an interrupted Ray grid: the runs it cancelled, and any process still alive."""
+    shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+    msg = f"grid: interrupted; cancelled {len(keys)} unfinished run(s) on Ray: {shown}"
+    left = _leftover_processes() if started else []
+    if left:
+        msg += f". Still running after Ray's shutdown: {', '.join(left[:8])}; stop them with `ray stop` or kill"
+    elif address:
+        msg += (f". Ray at {address} keeps its workers: check `ray list tasks --address {address}` for runs still "
+                "going (each holds its run folder's lock until it ends)")
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _count(n: int, what: str) -> str:
@@ -209,7 +283,8 @@ def run_grid(spec: GridSpec, out, *, executor: str = "auto", address: Optional[s
             records = run_ray(runs, spec, out, address=address, num_cpus=num_cpus, cpus_per_run=cpus_per_run,
                               max_retries=max_retries, run_fn=run_fn, progress=progress)
         else:
-            records = run_sequential(runs, spec, out, run_fn=run_fn, progress=progress)
+            with terminate_as_interrupt():
+                records = run_sequential(runs, spec, out, run_fn=run_fn, progress=progress)
         doc = write_tables(spec, records, out)
         progress.log(progress.summary() + f"; tables: {out / 'grid.md'}, {out / 'grid.json'}")
         return doc
