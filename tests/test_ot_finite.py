@@ -111,3 +111,68 @@ def test_zero_mass_gradient_refusal_names_the_fix():
         r = sinkhorn(C, 1e-3, a, None, grad="implicit", max_iter=2000)
     (ga,) = torch.autograd.grad(r.plan.sum() + (r.plan * C).sum(), a)
     assert bool(torch.isfinite(ga).all()) and math.isfinite(float(ga.abs().max()))
+
+
+# ------------------------------------------------------------------- InfoEnh and fia with the solver
+
+def _masked_inputs(B=3, L=4):
+    torch.manual_seed(0)
+    dims = {"text": 8, "audio": 5, "vision": 6}
+    x = {m: torch.randn(B, L, d) for m, d in dims.items()}
+    masks = {m: torch.ones(B, L, dtype=torch.bool) for m in dims}
+    masks["audio"][1, 2:] = False
+    masks["vision"][2, 1:] = False
+    return dims, x, masks
+
+
+@pytest.mark.parametrize("reg", [1e-6, 1e-4, 0.1])
+def test_infoenh_with_k_above_the_sequence_and_masked_rows_is_finite_at_any_reg(reg):
+    """k = 6 > 4 steps and masked rows give zero-mass rows and columns in FIA's problems: InfoEnh's
+    outputs and every parameter's gradient stay finite (at reg = 1e-6 they were NaN)."""
+    from infoenh import InfoEnh
+
+    dims, x, masks = _masked_inputs()
+    enh = InfoEnh(dims, d=8, k=6, reg=reg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = enh(x, masks=masks, labels=torch.randn(3))
+    assert all(bool(torch.isfinite(s).all()) for s in out.seqs.values())
+    (sum(s.sum() for s in out.seqs.values()) + out.aux_loss).backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in enh.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("reg", [1e-6, 1e-4])
+def test_fia_with_zero_mass_rows_is_finite_at_small_reg(reg):
+    from infoenh.fia import fia
+
+    torch.manual_seed(1)
+    feats = {m: (torch.randn(2, 5, 4) * 3).requires_grad_() for m in ("text", "audio", "vision")}
+    masks = {m: torch.ones(2, 5, dtype=torch.bool) for m in feats}
+    masks["text"][0, 3:] = False
+    masks["audio"][1, 1:] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fia(feats, masks, reg=reg)
+    flat = list(out.enhanced.values())
+    assert all(bool(torch.isfinite(t).all()) for t in flat)
+    sum(t.sum() for t in flat).backward()
+    assert all(bool(torch.isfinite(f.grad).all()) for f in feats.values())
+
+
+def test_an_empty_batch_and_meta_tensors_get_their_own_messages():
+    """B = 0 said 'cost must have no empty dimension'; meta tensors gave torch-internal errors."""
+    from infoenh import InfoEnh
+    from infoenh.fia import fia
+
+    dims = {"text": 8, "audio": 5, "vision": 6}
+    enh = InfoEnh(dims, d=8, k=4)
+    with pytest.raises(ValueError, match=r"InfoEnh: the batch is empty \(B = 0"):
+        enh({m: torch.randn(0, 4, d) for m, d in dims.items()})
+    with pytest.raises(ValueError, match=r"fia: the batch is empty \(B = 0"):
+        fia({m: torch.randn(0, 4, 8) for m in dims})
+    with pytest.raises(ValueError, match="meta device"):
+        enh({m: torch.randn(2, 4, d, device="meta") for m, d in dims.items()})
+    with pytest.raises(ValueError, match="meta device"):
+        fia({m: torch.randn(2, 4, 8, device="meta") for m in dims})
+    with pytest.raises(ValueError, match="meta device"):
+        sinkhorn(torch.rand(2, 3, 3, device="meta"), 0.1)

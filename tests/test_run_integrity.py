@@ -445,3 +445,29 @@ def test_a_run_json_whose_checkpoint_changed_is_not_trusted(tmp_path):
         f.write(b"\0")
     rec, why = read_run_record(run_dir / "run.json")
     assert rec is None and "checkpoint" in why and "not the one it was computed from" in why
+
+
+# ---------------------------------------------------------------------------- issue 23: smaller messages
+
+def test_a_mismatch_with_equal_recorded_inputs_says_what_is_wrong(tmp_path):
+    """A record whose fingerprint hash is missing said 'from other inputs ()'."""
+    from infoenh.train.fingerprint import mismatch_error
+
+    fp = trainer.run_fingerprint(cfg(epochs=1).resolved(), make_synthetic_splits(seed=0, **TINY))
+    msg = str(mismatch_error("finished result", tmp_path / "run.json", fp, fp))
+    assert "()" not in msg and "hash is missing or does not match" in msg
+
+
+def test_a_checkpoint_with_a_foreign_global_is_refused_without_torchs_allowlist_advice(tmp_path):
+    from infoenh.train.checkpoint import load_checkpoint
+
+    torch.save({"x": eval}, tmp_path / "checkpoint.pt")
+    with pytest.raises(RuntimeError) as e:
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    msg = str(e.value)
+    assert "eval" in msg and "not infoenh's or was altered" in msg
+    assert "add_safe_globals" not in msg and "weights_only" not in msg and "\n" not in msg
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(RuntimeError, match="not a checkpoint written by infoenh") as e:
+        load_checkpoint(tmp_path / "checkpoint.pt")
+    assert "weights_only" not in str(e.value)

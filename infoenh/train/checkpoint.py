@@ -45,8 +45,26 @@ def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt file, or one that holds arbitrary objects
-        raise RuntimeError(f"cannot load checkpoint {path}: {e}. Delete it (or use another --out) to start "
-                           "the run afresh") from e
+        raise RuntimeError(f"cannot load checkpoint {path}: {_load_problem(e)}. Delete it (or use another --out) "
+                           "to start the run afresh") from e
+
+
+def _load_problem(e: Exception) -> str:
+    """What was wrong with a checkpoint, in our words: torch's weights-only refusal ends with advice
+    to allow-list the object (``add_safe_globals([eval])``), which must never be followed for a file
+    infoenh wrote (it holds tensors and plain containers only)."""
+    import re
+
+    text = " ".join(str(e).split())
+    glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if glob:
+        return (f"it refers to {glob.group(1)}, which no checkpoint written by infoenh holds (the file is not "
+                "infoenh's or was altered; nothing in it was run)")
+    why = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+    if why or "Weights only load failed" in text:
+        reason = why.group(1).strip()[:120] if why else "unreadable"
+        return f"not a checkpoint written by infoenh (corrupt, truncated or another format: {reason})"
+    return text[:300] + ("…" if len(text) > 300 else "")
 
 
 def _finite(obj: Any) -> Any:

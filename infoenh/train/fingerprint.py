@@ -213,6 +213,9 @@ class FingerprintMismatch(RuntimeError):
 def mismatch_error(what: str, path, old: Any, new: Mapping[str, Any]) -> FingerprintMismatch:
     diff = fingerprint_diff(old, new)
     shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+    if not diff:   # the recorded inputs equal ours, but the stored hash is absent or not theirs
+        shown = ("its fingerprint hash is missing or does not match the inputs it records: the file is incomplete "
+                 "or was edited")
     return FingerprintMismatch(
         f"{path} holds a {what} computed from other inputs ({shown}). Nothing was reused. To start afresh, "
         "re-run with --fresh (deletes the folder of each run that differs) or choose another --out")
