@@ -181,12 +181,19 @@ def sinkhorn(
             hold log potentials that large precisely enough to keep the plan's mass) and the plan
             is returned in float32.
         reg: entropic regularisation :math:`\varepsilon > 0` (the paper's :math:`\lambda = 1/\varepsilon`).
+            ``max|cost| / reg`` above 1e12 is refused with a ValueError (float64 cannot hold log
+            potentials that large precisely enough for a meaningful plan); below it the plan and
+            its gradients are finite, blocks that leave the scaling form being solved in the log domain.
         a: source marginal, ``[n]`` (shared), ``[..., n]`` (one per problem) or None (uniform 1/n).
         b: target marginal, ``[m]``, ``[..., m]`` or None (uniform 1/m). Entries must be >= 0 and
             ``a`` and ``b`` must have the same total mass per problem. Zero entries are allowed:
             their rows/columns of the plan are 0, and the gradient with respect to such an entry
             is the one-sided derivative (mass moving in from 0), finite in every path (see the
-            module docstring for its conditioning at small ``reg``).
+            module docstring for its conditioning at small ``reg``). With ``grad="unrolled"`` and
+            ``max|cost| / reg`` above 100 that derivative overflows, so a marginal with zero entries
+            that requires a gradient is refused there (ValueError naming ``grad="implicit"``, which
+            computes it). Plan entries whose row and column both have zero mass are 0, computed
+            without their kernel entry (which can overflow).
         max_iter: most iterations (one iteration = the ``v`` update then the ``u`` update).
         tol: stopping threshold; a problem stops at the first check where its criterion < tol.
             ``tol=0`` never stops early.

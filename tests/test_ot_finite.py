@@ -148,8 +148,9 @@ def test_fia_with_zero_mass_rows_is_finite_at_small_reg(reg):
     torch.manual_seed(1)
     feats = {m: (torch.randn(2, 5, 4) * 3).requires_grad_() for m in ("text", "audio", "vision")}
     masks = {m: torch.ones(2, 5, dtype=torch.bool) for m in feats}
-    masks["text"][0, 3:] = False
-    masks["audio"][1, 1:] = False
+    masks["text"][0, 3:] = False       # zero-mass rows and columns in the same problem
+    masks["audio"][0, 2:] = False
+    masks["vision"][1, 1:] = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = fia(feats, masks, reg=reg)

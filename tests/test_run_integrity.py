@@ -471,3 +471,15 @@ def test_a_checkpoint_with_a_foreign_global_is_refused_without_torchs_allowlist_
     with pytest.raises(RuntimeError, match="not a checkpoint written by infoenh") as e:
         load_checkpoint(tmp_path / "checkpoint.pt")
     assert "weights_only" not in str(e.value)
+
+
+def test_train_at_a_tiny_reg_trains_instead_of_reporting_divergence(tmp_path, capsys):
+    """`infoenh train --reg 1e-4` (k above the sequence lengths: zero-mass rows in FIA) reported
+    'training diverged ... lower --lr': the solver's NaN plan. Now it trains to finite metrics."""
+    out = tmp_path / "R"
+    args = [a if a != "4" else "32" for a in CI]          # --k 32 > the 10-24 steps of the ci scale
+    assert main(["train", "--data", "synthetic", "--out", str(out), *args, "--reg", "1e-4", "--ot-iters", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "diverged" not in err
+    mae = json.loads((out / "results.json").read_text())["runs"][0]["test"]["MAE"]
+    assert np.isfinite(mae)

@@ -16,7 +16,14 @@ The spec (YAML or JSON)::
     threads: 1                       # torch threads per run (default 1; null: torch's)
     n_boot: 10000                    # bootstrap resamples of the paired CIs
 
-Every entry is checked before anything runs. Each run trains in
+Every entry is checked before anything runs (values a run would only refuse later, such as
+``infoenh_kwargs`` keys, ``num_workers``, ``device`` and seeds outside [0, 2^63), included). A
+spec file is at most 64 KiB of UTF-8, 20 levels deep and 20000 values with YAML aliases expanded,
+with at most 1000 seeds. Each dataset's folder name is a safe, unique label, and every run folder
+must resolve inside OUT. Each run checks, before it trains, that its data has the SHA-256 the
+driver computed at the start: a file replaced mid-grid fails those runs (naming both hashes)
+instead of mixing two versions in a table. SIGTERM or Ctrl-C stops the driver cleanly (exit 130),
+cancelling and naming the runs still on Ray. Each run trains in
 ``OUT/<dataset>/<host>/<arm>/seed_<s>/``; re-running the command skips finished runs and resumes
 interrupted ones from their checkpoints. Before anything runs, every existing run folder is checked
 against what the spec gives now (options, data, code): if any differs, nothing runs and one error
