@@ -218,8 +218,8 @@ def test_sigterm_to_the_driver_exits_cleanly_with_the_resume_hint(tmp_path, exec
     err_path = tmp_path / "stderr.txt"
     # Ray's sockets need a short path (107 bytes at most): a temporary folder of its own, removed after
     short = tempfile.mkdtemp(prefix="i23r", dir="/tmp")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": short,
-           "RAY_TMPDIR": short}
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "OMP_NUM_THREADS": "1",
+           "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": short, "RAY_TMPDIR": short}
     with open(err_path, "wb") as err:
         p = subprocess.Popen([sys.executable, "-m", "infoenh", "grid", str(spec_path), "--out", str(out), "--executor",
                               executor, "--num-cpus", "1"][: None if executor == "ray" else -2],
@@ -237,9 +237,9 @@ def test_sigterm_to_the_driver_exits_cleanly_with_the_resume_hint(tmp_path, exec
                 p.wait(10)
             shutil.rmtree(short, ignore_errors=True)
     text = err_path.read_text()
-    assert code == 130, text[-2000:]
+    assert code == 130, "\n".join(l for l in text.splitlines() if "infoenh" in l or "grid" in l or "Error" in l)[-3000:]
     assert "*** SIGTERM received" not in text and "*** SIGINT received" not in text
     assert "interrupted; re-run the same command" in text
     if executor == "ray":
-        assert "cancelled" in text and "seed_" in text.split("cancelled", 1)[1]
+        assert "unfinished run(s) on Ray: synthetic-ci/lf/baseline/seed_" in text
     assert not (out / "grid.json").exists()

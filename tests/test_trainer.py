@@ -197,7 +197,8 @@ def test_non_finite_loss_stops_with_a_clear_error(tiny, monkeypatch):
         return out.pred.sum() * float("nan"), {}
 
     monkeypatch.setattr(LateFusion, "training_loss", nan_loss)
-    with pytest.raises(FloatingPointError, match="training diverged at epoch 1 step 1 .* lower --lr"):
+    # NaN before any optimiser step: named as such, not as divergence (issue 23)
+    with pytest.raises(FloatingPointError, match="epoch 1 step 1 .* before any optimiser step: not a divergence"):
         fit(tiny, cfg("lf", "none", epochs=1), None)
 
 

@@ -198,16 +198,22 @@ def run_ray(runs: Sequence[Run], spec: GridSpec, out, *, address: Optional[str] 
                             progress.finished(rec, running=len(pending))
             except KeyboardInterrupt:
                 interrupted = [r.key for r in pending.values()]
-                for ref in pending:
-                    try:
-                        ray.cancel(ref, force=True)
-                    except Exception:        # noqa: BLE001 - already finished or gone
-                        pass
+                if not started:              # a Ray we did not start keeps running: cancel our tasks there
+                    for ref in pending:      # (a Ray we started is shut down below, its workers with it)
+                        try:
+                            ray.cancel(ref, force=True)
+                        except Exception:    # noqa: BLE001 - already finished or gone
+                            pass
                 raise
         return records
     finally:
         if started:
-            ray.shutdown()
+            try:
+                ray.shutdown()
+            except Exception as e:           # noqa: BLE001 - never hide the interrupt behind a shutdown error
+                if not interrupted:
+                    raise
+                print(f"grid: Ray's shutdown failed ({type(e).__name__}: {e})", file=sys.stderr, flush=True)
         if interrupted:
             _say_left_behind(interrupted, address, started)
 
@@ -215,7 +221,8 @@ def run_ray(runs: Sequence[Run], spec: GridSpec, out, *, address: Optional[str] 
 def _say_left_behind(keys: Sequence[str], address: Optional[str], started: bool) -> None:
     """After an interrupted Ray grid: the runs it cancelled, and any process still alive."""
     shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-    msg = f"grid: interrupted; cancelled {len(keys)} unfinished run(s) on Ray: {shown}"
+    msg = (f"grid: interrupted; {'stopped' if started else 'cancelled'} {len(keys)} unfinished run(s) on Ray: "
+           f"{shown}")
     left = _leftover_processes() if started else []
     if left:
         msg += f". Still running after Ray's shutdown: {', '.join(left[:8])}; stop them with `ray stop` or kill"

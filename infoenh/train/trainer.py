@@ -84,18 +84,22 @@ def not_finite(optimizer, steps_this_epoch: int, epoch: int, step: int, batch: i
     :class:`NotFiniteAtStart` naming the batch's largest values and InfoEnh's Sinkhorn setting."""
     if _has_stepped(optimizer, steps_this_epoch):
         return diverged(epoch, step, batch, what)
-    sizes = []
+    sizes, huge = [], []
     for k, v in (b.items() if isinstance(b, Mapping) else ()):
         if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel():
-            sizes.append(f"{k} {float(v.detach().abs().max()):.3g}")
+            top = float(v.detach().abs().max())
+            sizes.append(f"{k} {top:.3g}")
+            if not top < 1e18:
+                huge.append(k)
+    scale = (f"{', '.join(huge)} near the float32 limit 3.4e38 overflow the first layer: rescale them" if huge
+             else "all moderate: suspect a setting or a custom loss")
     enh = getattr(model, "infoenh", None)
     solver = (f"; InfoEnh's Sinkhorn runs at reg = {enh.reg:g} with {enh.ot_iters} iterations (a reg far below "
               "max cost / 100 is the usual solver cause: raise --reg)") if enh is not None and enh.use_fia else ""
     return NotFiniteAtStart(
         f"epoch {epoch} step {step} (batch {batch}): {what}, before any optimiser step: not a divergence (the "
         f"weights are the initial ones), so the input or a setting is the cause. Largest |value| per input of the "
-        f"batch: {', '.join(sizes) or 'none'} (features near the float32 limit 3.4e38 overflow the first layer: "
-        f"rescale them){solver}")
+        f"batch: {', '.join(sizes) or 'none'} ({scale}){solver}")
 
 
 def _params_finite(model: torch.nn.Module) -> bool:
