@@ -39,6 +39,9 @@ from ..models.registry import MODELS
 from .ablate import TABLE_METRICS, compare_by_seed
 from .arms import ARMS, arm_config, isolates, references, with_references
 from .config import CLI_INFOENH_OPTIONS, TrainConfig
+from .spec_file import MAX_SEEDS, SEED_LIMIT as _SEED_LIMIT, GridSpecError, read_spec
+from .spec_file import cut as _cut
+from .spec_file import short as _short
 
 DEFAULT_ARMS = ("baseline", "plumbing", "full")
 SPEC_KEYS = ("datasets", "synthetic_scale", "synthetic_seed", "hosts", "arms", "seeds", "options", "host_options",
@@ -50,10 +53,6 @@ IE_OPTIONS = tuple(CLI_INFOENH_OPTIONS) + ("tau",)
 # what grid.json keeps of a run (the run folder's run.json has everything)
 RUN_KEYS = ("best_epoch", "epochs_run", "test", "valid", "diagnostics", "wall_seconds", "precision", "device",
             "reused")
-
-
-class GridSpecError(ValueError):
-    """A grid spec that cannot run: says which entry and what is allowed."""
 
 
 def option_names() -> List[str]:
@@ -145,24 +144,6 @@ def check_run_folders(runs: Sequence["Run"], out) -> None:
             raise GridSpecError(f"grid: the folder of run {run.key} resolves to {folder}, outside --out {root} (a "
                                 "symbolic link or a dataset label that leaves it); nothing was run, written or "
                                 "deleted")
-
-
-# Bounds of a spec file: bytes, nesting depth, nodes after alias expansion, seeds.
-MAX_SPEC_BYTES = 64 * 1024
-MAX_SPEC_DEPTH = 20
-MAX_SPEC_NODES = 20000
-MAX_SEEDS = 1000
-_SEED_LIMIT = 2 ** 63
-
-
-def _short(value, limit: int = 80) -> str:
-    """``repr(value)`` cut short: bounded work and length whatever the value (a YAML bomb too)."""
-    import reprlib
-
-    r = reprlib.Repr()
-    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel, r.maxlong = limit, limit, 6, 6, 3, 40
-    text = r.repr(value)
-    return text if len(text) <= limit + 10 else text[:limit] + "…"
 
 
 def _did_you_mean(value, choices) -> str:
@@ -311,11 +292,6 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
     return spec
 
 
-def _cut(text: str, limit: int = 300) -> str:
-    """A message of another module cut short (it may quote a long value of the spec)."""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _check_model_kwargs(host: str, model_kwargs) -> None:
     """Every ``model_kwargs`` key is a keyword of the host class's constructor."""
     import inspect
@@ -333,114 +309,14 @@ def _check_model_kwargs(host: str, model_kwargs) -> None:
 
 
 def load_spec(path, *, check_paths: bool = True) -> GridSpec:
-    """Read a YAML (or JSON) spec file and check it (:func:`validate_spec`), within bounds: at most
-    :data:`MAX_SPEC_BYTES` bytes of UTF-8, :data:`MAX_SPEC_DEPTH` levels of nesting and
-    :data:`MAX_SPEC_NODES` values once YAML aliases are expanded (measured on the parser's events,
-    before anything is built). Every error names the file."""
+    """Read a YAML (or JSON) spec file within bounds (:func:`infoenh.train.spec_file.read_spec`)
+    and check it (:func:`validate_spec`). Every error names the file."""
     p = Path(path)
     try:
-        return validate_spec(_read_spec(p), check_paths=check_paths)
+        return validate_spec(read_spec(p), check_paths=check_paths)
     except GridSpecError as e:
         msg = str(e)
         raise GridSpecError(msg if msg.startswith(f"grid spec {p}") else f"{msg} (spec file {p})") from None
-
-
-def _read_spec(p: Path):
-    """The parsed document of a spec file, or a GridSpecError naming the file."""
-    if not p.exists():
-        raise GridSpecError(f"grid spec {p}: no such file")
-    if not p.is_file():
-        raise GridSpecError(f"grid spec {p}: not a file")
-    size = p.stat().st_size
-    if size > MAX_SPEC_BYTES:
-        raise GridSpecError(f"grid spec {p}: {size} bytes; a spec file has at most {MAX_SPEC_BYTES} bytes")
-    raw = p.read_bytes()[:MAX_SPEC_BYTES + 1]
-    if len(raw) > MAX_SPEC_BYTES:
-        raise GridSpecError(f"grid spec {p}: more than {MAX_SPEC_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise GridSpecError(f"grid spec {p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
-    if not text.strip():
-        raise GridSpecError(f"grid spec {p} is empty")
-    if p.suffix == ".json":
-        _check_json_depth(text, p)
-        try:
-            doc = json.loads(text)
-        except (json.JSONDecodeError, RecursionError, ValueError) as e:
-            raise GridSpecError(f"grid spec {p}: not valid JSON ({_cut(' '.join(str(e).split()), 200)})") from None
-    else:
-        import yaml
-
-        try:
-            _check_yaml_size(text, p)
-            doc = yaml.safe_load(text)
-        except GridSpecError:
-            raise
-        except (yaml.YAMLError, ValueError, TypeError, RecursionError, OverflowError) as e:
-            raise GridSpecError(f"grid spec {p}: not valid YAML ({_cut(' '.join(str(e).split()), 300)})") from None
-        if doc is None:
-            raise GridSpecError(f"grid spec {p} is empty")
-    return doc
-
-
-def _check_json_depth(text: str, p: Path) -> None:
-    """Nesting of a JSON text, counted on its brackets outside strings (no parser recursion)."""
-    depth, in_str, esc = 0, False, False
-    for ch in text:
-        if in_str:
-            esc, in_str = (False, in_str) if esc else (ch == "\\", ch != '"')
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_SPEC_DEPTH:
-                raise GridSpecError(f"grid spec {p}: nested deeper than {MAX_SPEC_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
-
-
-def _check_yaml_size(text: str, p: Path) -> None:
-    """Depth and number of values of a YAML text with its aliases expanded, from the parser's
-    events (linear in the text; nothing is built), so a 'billion laughs' is refused at once."""
-    import yaml
-    from yaml import events as ev
-
-    anchors: Dict[str, tuple] = {}            # anchor -> (values, height)
-    stack: List[list] = []                    # open collections: [values, height, anchor]
-    total = 0
-
-    def add(size: int, height: int) -> None:
-        nonlocal total
-        if len(stack) + height > MAX_SPEC_DEPTH:
-            raise GridSpecError(f"grid spec {p}: nested deeper than {MAX_SPEC_DEPTH} levels (aliases expanded)")
-        if stack:
-            stack[-1][0] += size
-            stack[-1][1] = max(stack[-1][1], height + 1)
-            if stack[-1][0] > MAX_SPEC_NODES:
-                raise GridSpecError(f"grid spec {p}: more than {MAX_SPEC_NODES} values once YAML aliases are "
-                                    "expanded; a grid spec needs a few dozen")
-        else:
-            total += size
-            if total > MAX_SPEC_NODES:
-                raise GridSpecError(f"grid spec {p}: more than {MAX_SPEC_NODES} values")
-
-    for e in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(e, (ev.MappingStartEvent, ev.SequenceStartEvent)):
-            stack.append([1, 0, e.anchor])
-            if len(stack) > MAX_SPEC_DEPTH:
-                raise GridSpecError(f"grid spec {p}: nested deeper than {MAX_SPEC_DEPTH} levels")
-        elif isinstance(e, (ev.MappingEndEvent, ev.SequenceEndEvent)):
-            size, height, anchor = stack.pop()
-            if anchor:
-                anchors[anchor] = (size, height)
-            add(size, height)
-        elif isinstance(e, ev.ScalarEvent):
-            if e.anchor:
-                anchors[e.anchor] = (1, 0)
-            add(1, 0)
-        elif isinstance(e, ev.AliasEvent):
-            add(*anchors.get(e.anchor, (1, 0)))
 
 
 @dataclasses.dataclass(frozen=True)
