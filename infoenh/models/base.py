@@ -137,14 +137,17 @@ class HostModel(nn.Module):
         return False
 
     def reads_unimodal_slice(self) -> bool:
-        """True when the unimodal heads need a pooling of their own: the host wants unimodal
-        features and FIA is on, so the enhanced rows E'_m = (z_m, E_{m->j}, E_{m->k}) mix in the
-        other modalities and only their first ``d`` columns (z_m) are unimodal."""
-        return self.wants_unimodal() and self.infoenh is not None and bool(self.infoenh.use_fia)
+        """True when the unimodal heads read the rows z_m = E'_m[..., :d] with a pooling of their
+        own: the host wants unimodal features and InfoEnh is on. With FIA the enhanced rows
+        E'_m = (z_m, E_{m->j}, E_{m->k}) mix in the other modalities and only their first ``d``
+        columns are unimodal; without FIA E'_m is z_m, and the heads still get their own pool, so
+        that every InfoEnh arm of a host pools the same way (an arm differs from its control in
+        what it names, not in how its heads pool)."""
+        return self.wants_unimodal() and self.infoenh is not None
 
     def unimodal_width(self, widths: Mapping[str, int]) -> Dict[str, int]:
-        """Width of the vectors the unimodal heads read: InfoEnh's ``d`` when they read the slice
-        z_m of FIA's output (:meth:`reads_unimodal_slice`), else what the fusion reads."""
+        """Width of the vectors the unimodal heads read: InfoEnh's ``d`` when they read z_m
+        (:meth:`reads_unimodal_slice`), else what the fusion reads."""
         if self.reads_unimodal_slice():
             return {m: int(self.infoenh.d) for m in self.modalities}
         return self.fused_width(widths)

@@ -19,7 +19,9 @@ departs from the fused one) would be gone. Default ``heads="unimodal"``: the fus
 pooled E'_m, and the unimodal head of m (and ULGM through its features) reads z_m = E'_m[..., :d],
 the modality's own filtered rows, pooled by an attention pool of its own. ``heads="enhanced"``
 reads the pooled E'_m (what this project did before; cross-modal "unimodal" heads). Without FIA
-(the ``fib`` and ``plumbing`` arms) the enhanced sequence is z_m and both settings coincide.
+(the ``fib`` and ``plumbing`` arms) the enhanced sequence is z_m; with ``heads="unimodal"`` the
+heads still pool it with their own attention pool, so that the pooling is split the same way in
+every InfoEnh arm and ``fia - plumbing`` does not also measure a pool split.
 
 Loss (per batch): |y_M - y| + sum_m mean(w_m * |y_m - y^m|), w_m = tanh(|y^m - y|), where the
 unimodal labels y^m start at y and are moved, from the second epoch on, by ULGM.

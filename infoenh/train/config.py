@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .._validate import MODALITIES, check_modalities
+from ..data.dataset import EVAL_ORDERS
 from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
 from ..models.misa import LENGTHS
@@ -47,9 +48,15 @@ class TrainConfig:
     rounded to 4 decimals, as MMSA; every host's default), "batch_mean" (the same, unrounded) or
     "sample_mean" (the mean over samples; differs when the last batch is short).
     lr_schedule: "none" or "plateau" (ReduceLROnPlateau on validation loss, factor 0.5, patience 3).
+    eval_order: "shuffled" (default, MMSA: the valid and test batches shuffled, each split by a
+    generator seeded from ``seed``; it decides which clips share the short last batch of MMSA's
+    batch-mean validation loss) or "file" (file order, this project's earlier behaviour).
+    deterministic: deterministic kernels (CPU) and cuDNN's deterministic mode without autotuning
+    (CUDA, as MMSA's ``setup_seed``).
     device: "cpu", "cuda" or None (CUDA when available).
-    precision: "auto" (bf16 autocast on CUDA, float32 on the CPU), "bf16" (bf16 autocast on any
-    device, the CPU included) or "fp32". ``amp=False`` is the same as "fp32". Under autocast only
+    precision: "fp32" (default: float32 everywhere, as MMSA trains), "bf16" (bf16 autocast of the
+    encoders on any device, the CPU included) or "auto" (bf16 autocast on CUDA, float32 on the
+    CPU). ``amp=False`` is the same as "fp32". Under autocast only
     the encoders run in bf16: InfoEnh, the pooling, the head, the losses, the metrics and model
     selection are float32 on every device (:meth:`infoenh.models.base.HostModel.forward`).
     infoenh_kwargs / model_kwargs: passed to InfoEnh / the host.
@@ -76,8 +83,9 @@ class TrainConfig:
     lr_schedule: str = "none"
     device: Optional[str] = None
     amp: bool = True
-    precision: str = "auto"
+    precision: str = "fp32"
     deterministic: bool = True
+    eval_order: str = "shuffled"
     num_workers: int = 0
     text: str = "auto"
     bert: str = "bert-base-uncased"
@@ -129,6 +137,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {out.precision!r}")
         if not out.amp:
             out = dataclasses.replace(out, precision="fp32", amp=True)
+        if out.eval_order not in EVAL_ORDERS:
+            raise ValueError(f"--eval-order must be one of {', '.join(EVAL_ORDERS)}, got {out.eval_order!r}")
         if out.lr_schedule not in ("none", "plateau"):
             raise ValueError(f"lr_schedule must be 'none' or 'plateau', got {out.lr_schedule!r}")
         if out.device not in (None, "cpu", "cuda") and not str(out.device).startswith("cuda:"):
@@ -195,7 +205,7 @@ HOST_OPTIONS = {
     "lengths": ("--misa-lengths", "misa", LENGTHS),
     "heads": ("--selfmm-heads", "selfmm", HEADS),
 }
-_FIA_VARIANTS = ("full", "no_fib", "fia_only")
+_FIA_VARIANTS = ("full", "no_fib", "fia_only", "fia_uniform", "full_uniform")
 
 
 def _number(v) -> bool:
@@ -244,14 +254,17 @@ class InactiveOptionWarning(UserWarning):
 
 # InfoEnh options (infoenh_kwargs key) by the part of InfoEnh that reads them
 _FIA_OPTIONS = ("reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "fia_symmetric")
+_SINKHORN_OPTIONS = ("reg", "ot_iters", "ot_stop", "ot_tol", "fia_symmetric")
+_UNIFORM = ("fia_uniform", "full_uniform")
 _GATE_OPTIONS = ("straight_through", "alpha", "infonce_reduction", "tau")
 # the CLI switch that chose each InfoEnh variant
 _VARIANT_SWITCH = {"none": "--no-infoenh", "plumbing": "--plumbing", "no_fib": "--no-fib", "fia_only": "--no-fib",
-                   "no_fia": "--no-fia", "fib_only": "--no-fia"}
+                   "no_fia": "--no-fia", "fib_only": "--no-fia", "fia_uniform": "--fia-uniform",
+                   "full_uniform": "--full-uniform"}
 _NO_FIA = ("none", "plumbing", "no_fia", "fib_only")
 # the order of inactive_options' messages: the CLI's, with tau (no flag) next to alpha
 _MESSAGE_ORDER = CLI_INFOENH_OPTIONS[:4] + ("tau",) + CLI_INFOENH_OPTIONS[4:]
-_NO_GATE = ("none", "plumbing", "no_fib", "fia_only")
+_NO_GATE = ("none", "plumbing", "no_fib", "fia_only", "fia_uniform")
 
 
 def _flag(name: str) -> str:
@@ -265,7 +278,7 @@ def inactive_options(cfg: "TrainConfig") -> list:
     ``--fia-mode``, ``--ot-iters``, ``--ot-stop``, ``--ot-tol``) without FIA (``--no-fia``,
     ``--plumbing``); those of the gate and its InfoNCE loss (``--straight-through``, ``--alpha``,
     ``--infonce-reduction``, ``tau``) without them (``--no-fib``, ``--plumbing``); ``--selfmm-heads``
-    without FIA (the unimodal heads read the same rows either way). ``infoenh train`` warns with
+    with ``--no-infoenh``; Sinkhorn's options with the uniform plan. ``infoenh train`` warns with
     each (:class:`InactiveOptionWarning`); ``infoenh ablate`` does not, its arms differ on purpose."""
     variant = cfg.infoenh
     switch = _VARIANT_SWITCH.get(variant, f"--infoenh {variant}")
@@ -278,13 +291,16 @@ def inactive_options(cfg: "TrainConfig") -> list:
         elif k in _FIA_OPTIONS and variant in _NO_FIA:
             out.append(f"{_flag(k)} has no effect with {switch}: it sets FIA's optimal transport, and this run has no "
                        "FIA")
+        elif k in _SINKHORN_OPTIONS and variant in _UNIFORM:
+            out.append(f"{_flag(k)} has no effect with {switch}: it sets Sinkhorn, and this run's transport plan is "
+                       "the uniform one (no Sinkhorn)")
         elif k in _GATE_OPTIONS and variant in _NO_GATE:
             out.append(f"{_flag(k)} has no effect with {switch}: it sets FIB's gate or its InfoNCE loss, and this "
                        "run has neither (the gate is open)")
     heads = (cfg.model_kwargs or {}).get("heads")
-    if cfg.model == "selfmm" and heads is not None and variant in _NO_FIA:
-        out.append(f"--selfmm-heads has no effect with {switch}: it only matters with FIA (without FIA the "
-                   "enhanced rows are the modality's own, and both settings read the same)")
+    if cfg.model == "selfmm" and heads is not None and variant == "none":
+        out.append(f"--selfmm-heads has no effect with {switch}: it sets what the unimodal heads read after InfoEnh, "
+                   "and the host alone builds no InfoEnh")
     return out
 
 
