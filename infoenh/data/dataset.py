@@ -169,8 +169,9 @@ def make_loaders(ds: Mapping[str, Dataset], batch_size: int = 32, seed: int = 11
     ``"file"`` (default here) keeps valid/test in file order; ``"shuffled"`` shuffles them too, each
     by a generator of its own (:func:`split_seed`), as MMSA's loaders shuffle every split (the
     trainer's default, ``TrainConfig.eval_order``): MMSA's validation loss is a mean of batch means,
-    so which clips share the short last batch changes from epoch to epoch. Every loader that
-    shuffles has its ``generator`` (checkpoints carry their states). ``drop_last`` applies to train only.
+    so which clips share the short last batch changes from epoch to epoch. Every loader has a
+    ``generator`` of its own, so iterating one never draws from torch's global generator
+    (checkpoints carry their states). ``drop_last`` applies to train only.
     """
     check_positive_int(batch_size, "batch_size")
     if eval_order not in EVAL_ORDERS:
@@ -179,7 +180,10 @@ def make_loaders(ds: Mapping[str, Dataset], batch_size: int = 32, seed: int = 11
     for split in ds:
         is_train = split == "train"
         shuffle = is_train or eval_order == "shuffled"
-        gen = torch.Generator().manual_seed(split_seed(seed, split)) if shuffle else None
+        # every split has a generator of its own, shuffled or not: iterating a loader then never draws
+        # from torch's global generator (the DataLoader takes its workers' base seed from it), so the
+        # order of evaluation changes nothing in training's random draws (dropout)
+        gen = torch.Generator().manual_seed(split_seed(seed, split))
         loaders[split] = DataLoader(ds[split], batch_size=batch_size, shuffle=shuffle, generator=gen,
                                     num_workers=num_workers, collate_fn=collate,
                                     drop_last=drop_last and is_train)
