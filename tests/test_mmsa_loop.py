@@ -21,7 +21,7 @@ from infoenh.data.synthetic import make_synthetic_splits
 from infoenh.models import build_model
 from infoenh.models.misa import text_length_masks
 from infoenh.train import trainer
-from infoenh.train.config import TrainConfig
+from infoenh.train.config import TrainConfig, host_kwargs
 from infoenh.train.seeding import deterministic, seed_everything
 from infoenh.train.trainer import _train_labels, evaluate, fit, optimizer_groups, text_mode
 
@@ -136,7 +136,7 @@ def built_as_fit_builds(ds, cfg):
     ``deterministic``)."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model, ds.dims, infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
-                        infoenh_kwargs=cfg.infoenh_kwargs, text=text_mode(cfg, ds), bert=cfg.bert, **cfg.model_kwargs)
+                        infoenh_kwargs=cfg.infoenh_kwargs, text=text_mode(cfg, ds), bert=cfg.bert, **host_kwargs(cfg))
     model.init_from_train(*_train_labels(ds["train"]))
     optimizer = torch.optim.Adam(optimizer_groups(model, cfg))
     # MMSA's MMDataLoader shuffles every split (shuffle=True for train, valid and test)

@@ -50,6 +50,16 @@ class HostOutput(NamedTuple):
     diagnostics: Dict[str, Tensor]  # InfoEnh diagnostics, 0-dim detached tensors (kept fractions, OT iterations)
 
 
+def group_value(given, name: str, default: float) -> float:
+    """An optimiser group's value: ``given`` itself (a number), ``given[name]`` (a mapping that
+    names the group), else ``default``."""
+    if given is None:
+        return default
+    if isinstance(given, Mapping):
+        return float(given[name]) if name in given else default
+    return float(given)
+
+
 def task_loss(pred: Tensor, target: Tensor, kind: str, reduction: str = "mean") -> Tensor:
     """The host's task criterion on ``pred [B]`` vs ``target [B]``: ``"l1"`` or ``"mse"``."""
     err = pred.float() - target.float()
@@ -264,11 +274,13 @@ class HostModel(nn.Module):
     def init_from_train(self, labels: Tensor, index: Tensor) -> None:
         """Hook given every training label ``[N]`` with its dataset index ``[N]`` before training."""
 
-    def param_groups(self, lr: Optional[float] = None, weight_decay: Optional[float] = None) -> list:
-        """Optimiser parameter groups with the host's learning rates (``lr`` overrides all)."""
+    def param_groups(self, lr=None, weight_decay=None) -> list:
+        """Optimiser parameter groups with the host's learning rates. ``lr`` / ``weight_decay``: a
+        number for every group, or ``{group name: value}`` (:func:`infoenh.models.settings.group_settings`;
+        a group not named keeps the host's default). One group here, ``"other"``."""
         return [{"params": [p for p in self.parameters() if p.requires_grad],
-                 "lr": lr if lr is not None else self.default_lr,
-                 "weight_decay": weight_decay if weight_decay is not None else self.default_weight_decay}]
+                 "lr": group_value(lr, "other", self.default_lr),
+                 "weight_decay": group_value(weight_decay, "other", self.default_weight_decay), "name": "other"}]
 
     default_lr = 1e-3
     default_weight_decay = 0.0

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validate import MODALITIES
-from .base import HostModel, task_loss
+from .base import HostModel, group_value, task_loss
 from .encoders import LSTMSeq
 from .pooling import last_valid, pool
 
@@ -151,7 +151,7 @@ class _Head(nn.Module):
 
 
 class SelfMM(HostModel):
-    """Self-MM host. Defaults are MMSA's MOSI configuration (``config_regression.json``, self_mm,
+    """Self-MM host. Defaults are MMSA's MOSI configuration (other datasets: :mod:`infoenh.models.settings`) (``config_regression.json``, self_mm,
     mosi): audio LSTM 16 -> 16, vision LSTM 32 -> 32, post-fusion 128, post-text 32, post-audio 16,
     post-vision 32, dropouts fusion 0.0 / text 0.1 / audio 0.1 / vision 0.0, H = 3.0.
 
@@ -250,14 +250,16 @@ class SelfMM(HostModel):
         self.ulgm.init_labels(labels, index)
 
     def param_groups(self, lr=None, weight_decay=None):
-        wd = self.default_weight_decay if weight_decay is None else weight_decay
+        """MMSA's groups: audio, vision (their encoders) and other; ``lr`` / ``weight_decay`` a
+        number for all or ``{group: value}`` (the dataset's, :mod:`infoenh.models.settings`)."""
         groups, taken = [], set()
         for m, m_lr in self.encoder_lr.items():
             if m in self.encoders:
                 ps = [p for p in self.encoders[m].parameters() if p.requires_grad]
                 taken.update(id(p) for p in ps)
-                groups.append({"params": ps, "lr": m_lr if lr is None else lr, "weight_decay": wd, "name": m})
+                groups.append({"params": ps, "lr": group_value(lr, m, m_lr),
+                               "weight_decay": group_value(weight_decay, m, self.default_weight_decay), "name": m})
         other = [p for p in self.parameters() if p.requires_grad and id(p) not in taken]
-        groups.append({"params": other, "lr": self.default_lr if lr is None else lr, "weight_decay": wd,
-                       "name": "other"})
+        groups.append({"params": other, "lr": group_value(lr, "other", self.default_lr),
+                       "weight_decay": group_value(weight_decay, "other", self.default_weight_decay), "name": "other"})
         return groups

@@ -37,7 +37,7 @@ starts from the same values for the same seed (:mod:`infoenh.models.init`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._validate import MODALITIES
 
@@ -102,10 +102,11 @@ def _name(drop: Optional[str], kind: str) -> str:
     return f"no_{drop}" if kind == "baseline" else f"no_{drop}_{kind}"
 
 
-def references(arm: str) -> List[str]:
+def references(arm: str, present: Optional[Sequence[str]] = None) -> List[str]:
     """The arms ``arm`` is compared with, paired by seed: the host alone (``baseline``) and the
-    plumbing control for every InfoEnh arm, and the uniform-plan control for an arm with FIA
-    (``fia``: ``fia_uniform``; ``full``: ``full_uniform``); a missing-modality arm also with the full-modality
+    plumbing control for every InfoEnh arm, and, when it is among the arms run (``present``), the
+    uniform-plan control of an arm with FIA (``fia``: ``fia_uniform``; ``full``: ``full_uniform``:
+    run on request, so a grid of the paper's arms does not grow by a third); a missing-modality arm also with the full-modality
     baseline, and its InfoEnh arms with the host without that modality and its plumbing."""
     drop, kind = _base_of(arm)
     refs: List[str] = []
@@ -113,8 +114,8 @@ def references(arm: str) -> List[str]:
         refs.append(_name(drop, "baseline"))
         if kind != "plumbing":
             refs.append(_name(drop, "plumbing"))
-        control = _UNIFORM_CONTROL.get(kind)
-        if control is not None and _name(drop, control) in ARMS:
+        control = None if present is None else _UNIFORM_CONTROL.get(kind)
+        if control is not None and _name(drop, control) in present:
             refs.append(_name(drop, control))
     if drop is not None:
         refs.append("baseline")

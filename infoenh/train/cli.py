@@ -24,6 +24,7 @@ import warnings
 
 from .._validate import MODALITIES
 from ..data.dataset import EVAL_ORDERS
+from ..models.settings import DATASETS
 from ..models.registry import MODELS, TRAIN_DEFAULTS
 from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
@@ -48,8 +49,18 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="batch size (default: the host's, " + ", ".join(f"{k} {v['batch_size']}" for k, v in
                                                                         TRAIN_DEFAULTS.items()) + ")")
     p.add_argument("--accum-steps", type=int, default=None, help="batches per optimiser step (default: the host's; lf 1, selfmm 4 and misa 2 as MMSA)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate for every parameter group (default: the host's)")
-    p.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: the host's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate for every parameter group but BERT's (default: the host's on the dataset)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="weight decay for every parameter group but BERT's (default: the host's on the dataset)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="whose MMSA settings the host takes (batch size, per-group learning rates and weight decays, "
+                        "dropouts, loss weights; infoenh.models.settings): default told from the data (the published "
+                        "file, a path component, the feature widths; the SYNTHETIC testbed is MOSI's)")
+    p.add_argument("--group-lr", nargs="+", default=None, metavar="GROUP=LR",
+                   help="one optimiser group's learning rate, e.g. vision=1e-4 (Self-MM: audio, vision, other, bert)")
+    p.add_argument("--group-weight-decay", nargs="+", default=None, metavar="GROUP=WD",
+                   help="one optimiser group's weight decay, e.g. other=0.01")
     p.add_argument("--grad-clip", type=float, default=None, help="gradient clipping threshold, 0 = off (default: the host's)")
     p.add_argument("--lr-schedule", choices=("none", "plateau"), default="none",
                    help="none (default, MMSA) or plateau: halve the learning rate after 3 epochs without a better "
@@ -131,6 +142,20 @@ def _model_kwargs(args) -> dict:
     return {key: _given(args, d) for key, d in dests.items() if _given(args, d) is not None}
 
 
+def _groups(values, flag: str) -> dict:
+    """``["vision=1e-4", ...]`` -> ``{"vision": 1e-4}``, with a one-line error naming ``flag``."""
+    out = {}
+    for v in values or []:
+        name, sep, num = str(v).partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = float(num)
+        except ValueError:
+            raise ValueError(f"{flag} takes GROUP=VALUE pairs such as vision=1e-4, got {v!r}") from None
+    return out
+
+
 def _config(args, infoenh: str):
     from .config import TrainConfig
 
@@ -142,7 +167,9 @@ def _config(args, infoenh: str):
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, accum_tail=args.accum_tail, clip_at=args.clip_at,
                        valid_loss=args.valid_loss, lr_schedule=args.lr_schedule, device=args.device,
-                       eval_order=args.eval_order,
+                       eval_order=args.eval_order, dataset=args.dataset,
+                       group_lr=_groups(args.group_lr, "--group-lr"),
+                       group_weight_decay=_groups(args.group_weight_decay, "--group-weight-decay"),
                        amp=not args.no_amp, precision=args.precision,
                        text=args.text, bert=args.bert, bert_lr=args.bert_lr, infoenh_kwargs=ie,
                        model_kwargs=_model_kwargs(args), quiet=args.quiet)

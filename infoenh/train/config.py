@@ -13,6 +13,7 @@ from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
 from ..models.misa import LENGTHS
 from ..models.registry import MODELS, TRAIN_DEFAULTS, VARIANTS
+from ..models.settings import DATASETS, detect_dataset, group_settings, settings_for
 from ..models.selfmm import HEADS
 
 CLIP_MODES = ("norm", "value")
@@ -60,6 +61,12 @@ class TrainConfig:
     the encoders run in bf16: InfoEnh, the pooling, the head, the losses, the metrics and model
     selection are float32 on every device (:meth:`infoenh.models.base.HostModel.forward`).
     infoenh_kwargs / model_kwargs: passed to InfoEnh / the host.
+    dataset: whose host settings apply (:mod:`infoenh.models.settings`, MMSA's per-dataset
+    configuration: batch size, per-group learning rates and weight decays, MISA's clipping, the
+    host's widths, dropouts and loss weights): "mosi", "mosei", "sims", or None: told from the data
+    by :func:`for_data` (``fit`` and the runners call it); resolved without data, None is MOSI's.
+    group_lr / group_weight_decay: one optimiser group's rate / decay, e.g. ``{"vision": 1e-4}``
+    (over ``lr`` / ``weight_decay``, which set every group but BERT's).
     text: "auto" (fine-tune BERT on real data that carries ``text_bert``, frozen features otherwise
     and on the SYNTHETIC testbed), "finetune" or "frozen". bert: the BERT weights (hub name or
     local folder). bert_lr: BERT's learning rate (default: the host's, Self-MM 5e-5 as MMSA).
@@ -86,6 +93,9 @@ class TrainConfig:
     precision: str = "fp32"
     deterministic: bool = True
     eval_order: str = "shuffled"
+    dataset: Optional[str] = None
+    group_lr: Dict[str, float] = field(default_factory=dict)
+    group_weight_decay: Dict[str, float] = field(default_factory=dict)
     num_workers: int = 0
     text: str = "auto"
     bert: str = "bert-base-uncased"
@@ -105,6 +115,11 @@ class TrainConfig:
             raise ValueError("modalities must not be empty")
         check_modalities(mods, "TrainConfig.modalities")
         d = TRAIN_DEFAULTS[self.model]
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise ValueError(f"--dataset must be one of {', '.join(DATASETS)} (or left out: told from the data), "
+                             f"got {self.dataset!r}")
+        hs = settings_for(self.model, self.dataset)
+        d = {**d, "batch_size": hs["batch_size"], "grad_clip": hs.get("grad_clip", d["grad_clip"])}
         out = dataclasses.replace(
             self,
             modalities=tuple(m for m in MODALITIES if m in mods),
@@ -125,6 +140,9 @@ class TrainConfig:
         for name, (flag, choices) in LOOP_SWITCHES.items():
             if getattr(out, name) not in choices:
                 raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {getattr(out, name)!r}")
+        out = dataclasses.replace(out, group_lr=dict(out.group_lr or {}),
+                                  group_weight_decay=dict(out.group_weight_decay or {}))
+        group_settings(out.model, out.dataset, group_lr=out.group_lr, group_weight_decay=out.group_weight_decay)
         _check_model_kwargs(out)
         _check_numbers(out)
         if out.grad_clip is not None and out.grad_clip <= 0:
@@ -221,6 +239,12 @@ def _check_numbers(c: "TrainConfig") -> None:
     for name, v, ok, rng in checks:
         if v is not None and (not _number(v) or not ok(v)):
             raise ValueError(f"--{name.replace('_', '-')} must be {rng}, got {v!r}")
+    for flag, given, ok, rng in (("--group-lr", c.group_lr, lambda v: math.isfinite(v) and v > 0, "> 0"),
+                                 ("--group-weight-decay", c.group_weight_decay, lambda v: math.isfinite(v) and v >= 0,
+                                  ">= 0")):
+        for name, v in (given or {}).items():
+            if not _number(v) or not ok(v):
+                raise ValueError(f"{flag} {name}=... must be a finite number {rng}, got {v!r}")
     for name, v in (c.infoenh_kwargs or {}).items():
         if name in _IE_RANGES and v is not None:
             ok, rng = _IE_RANGES[name]
@@ -302,6 +326,34 @@ def inactive_options(cfg: "TrainConfig") -> list:
         out.append(f"--selfmm-heads has no effect with {switch}: it sets what the unimodal heads read after InfoEnh, "
                    "and the host alone builds no InfoEnh")
     return out
+
+
+def host_kwargs(cfg: "TrainConfig") -> Dict[str, Any]:
+    """The host's keywords a run builds it with: the dataset's settings
+    (:func:`infoenh.models.settings.settings_for`), then ``cfg.model_kwargs`` over them."""
+    return {**settings_for(cfg.model, cfg.dataset)["model"], **(cfg.model_kwargs or {})}
+
+
+def for_data(cfg: "TrainConfig", ds) -> "TrainConfig":
+    """``cfg`` with ``dataset`` told from ``ds`` when not given (:func:`infoenh.models.settings.detect_dataset`);
+    call it before :meth:`TrainConfig.resolved` wherever the data is known."""
+    if cfg.dataset is not None:
+        return cfg
+    return dataclasses.replace(cfg, dataset=detect_dataset(ds)[0])
+
+
+def dataset_settings(cfg: "TrainConfig", ds) -> Dict[str, Any]:
+    """What ``results.json`` records of the per-dataset host settings of a resolved ``cfg``: the
+    dataset, how it was told, the source, the batch size, each optimiser group's rate and decay."""
+    from ..models.settings import MMSA_CONFIG
+
+    told = "given (--dataset)" if cfg.dataset is not None and cfg.dataset != detect_dataset(ds)[0] \
+        else detect_dataset(ds)[1]
+    lr, wd = group_settings(cfg.model, cfg.dataset, lr=cfg.lr, weight_decay=cfg.weight_decay, group_lr=cfg.group_lr,
+                            group_weight_decay=cfg.group_weight_decay, bert_lr=cfg.bert_lr)
+    return {"dataset": cfg.dataset or "mosi", "told_from": told,
+            "source": MMSA_CONFIG if cfg.model in ("selfmm", "misa") else "this project's (lf has no MMSA twin)",
+            "batch_size": cfg.batch_size, "grad_clip": cfg.grad_clip, "lr": lr, "weight_decay": wd}
 
 
 def seeds_list(seeds: Optional[Sequence[int]]) -> list:

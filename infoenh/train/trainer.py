@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from ..models import HostModel, build_model
 from .checkpoint import load_checkpoint, remove_leftovers, save_checkpoint, write_json, write_jsonl
-from .config import VALID_LOSSES, TrainConfig
+from .config import VALID_LOSSES, TrainConfig, for_data, host_kwargs
 from .fingerprint import fingerprint_hash, mismatch_error
 from .fingerprint import run_fingerprint as _run_fingerprint
 from .lock import folder_lock
@@ -327,13 +327,19 @@ def text_mode(cfg: TrainConfig, ds: Mapping) -> str:
 def optimizer_groups(model: HostModel, cfg: TrainConfig) -> list:
     """The host's parameter groups, with a fine-tuned BERT in groups of its own (its rate:
     ``cfg.bert_lr``, else the host's ``bert_lr``, else the host's rate)."""
-    groups = model.param_groups(cfg.lr, cfg.weight_decay)
+    from ..models.settings import group_settings
+
+    rates, decays = group_settings(cfg.model, cfg.dataset, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                   group_lr=cfg.group_lr, group_weight_decay=cfg.group_weight_decay,
+                                   bert_lr=cfg.bert_lr)
+    groups = model.param_groups(rates, decays)
     if model.bert is None:
         return groups
     from ..models.bert import split_bert_groups
 
-    lr = cfg.bert_lr or model.bert_lr or cfg.lr or model.default_lr
-    return split_bert_groups(groups, model.bert, lr, model.bert_weight_decay)
+    # MISA (bert_lr None): BERT at the host's rate, as MMSA's single optimiser, unless --bert-lr
+    lr = cfg.bert_lr or (rates["bert"] if model.bert_lr is not None else None) or rates["other"]
+    return split_bert_groups(groups, model.bert, lr, decays["bert"])
 
 
 def _scheduler(cfg: TrainConfig, optimizer):
@@ -389,7 +395,7 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``return_model``: return ``(result, model)``, the model holding the selected epoch's weights
     (the ones the test metrics were computed with).
     """
-    cfg = cfg.resolved()
+    cfg = for_data(cfg, ds).resolved()
     log = log or ((lambda s: None) if cfg.quiet else (lambda s: print(s, flush=True)))
     _check_splits(ds)
     _check_accum(math.ceil(len(ds["train"]) / cfg.batch_size), cfg)
@@ -492,7 +498,7 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         model = build_model(cfg.model, ds["train"].dims if hasattr(ds["train"], "dims") else ds.dims,
                             infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
                             infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert,
-                            **cfg.model_kwargs).to(device)
+                            **host_kwargs(cfg)).to(device)
         labels, index = _train_labels(ds["train"])
         model.init_from_train(labels, index)
         optimizer = torch.optim.Adam(optimizer_groups(model, cfg))
