@@ -130,4 +130,4 @@ def detect_dataset(ds) -> Tuple[str, str]:
     for name, w in FEATURE_WIDTHS.items():
         if widths == w:
             return name, f"audio/vision widths {w[0]}/{w[1]}"
-    return "mosi", "not recognised (MOSI's settings, the hosts' defaults; set --dataset to choose)"
+    return "mosi", "not recognised (MOSI's settings, the hosts' defaults; set --settings-of to choose)"

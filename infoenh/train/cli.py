@@ -53,7 +53,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="learning rate for every parameter group but BERT's (default: the host's on the dataset)")
     p.add_argument("--weight-decay", type=float, default=None,
                    help="weight decay for every parameter group but BERT's (default: the host's on the dataset)")
-    p.add_argument("--dataset", choices=DATASETS, default=None,
+    p.add_argument("--settings-of", choices=DATASETS, default=None,
                    help="whose MMSA settings the host takes (batch size, per-group learning rates and weight decays, "
                         "dropouts, loss weights; infoenh.models.settings): default told from the data (the published "
                         "file, a path component, the feature widths; the SYNTHETIC testbed is MOSI's)")
@@ -167,7 +167,7 @@ def _config(args, infoenh: str):
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, accum_tail=args.accum_tail, clip_at=args.clip_at,
                        valid_loss=args.valid_loss, lr_schedule=args.lr_schedule, device=args.device,
-                       eval_order=args.eval_order, dataset=args.dataset,
+                       eval_order=args.eval_order, settings_of=args.settings_of,
                        group_lr=_groups(args.group_lr, "--group-lr"),
                        group_weight_decay=_groups(args.group_weight_decay, "--group-weight-decay"),
                        amp=not args.no_amp, precision=args.precision,

@@ -61,7 +61,7 @@ class TrainConfig:
     the encoders run in bf16: InfoEnh, the pooling, the head, the losses, the metrics and model
     selection are float32 on every device (:meth:`infoenh.models.base.HostModel.forward`).
     infoenh_kwargs / model_kwargs: passed to InfoEnh / the host.
-    dataset: whose host settings apply (:mod:`infoenh.models.settings`, MMSA's per-dataset
+    settings_of: whose host settings apply (:mod:`infoenh.models.settings`, MMSA's per-dataset
     configuration: batch size, per-group learning rates and weight decays, MISA's clipping, the
     host's widths, dropouts and loss weights): "mosi", "mosei", "sims", or None: told from the data
     by :func:`for_data` (``fit`` and the runners call it); resolved without data, None is MOSI's.
@@ -93,7 +93,7 @@ class TrainConfig:
     precision: str = "fp32"
     deterministic: bool = True
     eval_order: str = "shuffled"
-    dataset: Optional[str] = None
+    settings_of: Optional[str] = None
     group_lr: Dict[str, float] = field(default_factory=dict)
     group_weight_decay: Dict[str, float] = field(default_factory=dict)
     num_workers: int = 0
@@ -115,10 +115,10 @@ class TrainConfig:
             raise ValueError("modalities must not be empty")
         check_modalities(mods, "TrainConfig.modalities")
         d = TRAIN_DEFAULTS[self.model]
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise ValueError(f"--dataset must be one of {', '.join(DATASETS)} (or left out: told from the data), "
-                             f"got {self.dataset!r}")
-        hs = settings_for(self.model, self.dataset)
+        if self.settings_of is not None and self.settings_of not in DATASETS:
+            raise ValueError(f"--settings-of must be one of {', '.join(DATASETS)} (or left out: told from the data), "
+                             f"got {self.settings_of!r}")
+        hs = settings_for(self.model, self.settings_of)
         d = {**d, "batch_size": hs["batch_size"], "grad_clip": hs.get("grad_clip", d["grad_clip"])}
         out = dataclasses.replace(
             self,
@@ -142,7 +142,7 @@ class TrainConfig:
                 raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {getattr(out, name)!r}")
         out = dataclasses.replace(out, group_lr=dict(out.group_lr or {}),
                                   group_weight_decay=dict(out.group_weight_decay or {}))
-        group_settings(out.model, out.dataset, group_lr=out.group_lr, group_weight_decay=out.group_weight_decay)
+        group_settings(out.model, out.settings_of, group_lr=out.group_lr, group_weight_decay=out.group_weight_decay)
         _check_model_kwargs(out)
         _check_numbers(out)
         if out.grad_clip is not None and out.grad_clip <= 0:
@@ -331,15 +331,15 @@ def inactive_options(cfg: "TrainConfig") -> list:
 def host_kwargs(cfg: "TrainConfig") -> Dict[str, Any]:
     """The host's keywords a run builds it with: the dataset's settings
     (:func:`infoenh.models.settings.settings_for`), then ``cfg.model_kwargs`` over them."""
-    return {**settings_for(cfg.model, cfg.dataset)["model"], **(cfg.model_kwargs or {})}
+    return {**settings_for(cfg.model, cfg.settings_of)["model"], **(cfg.model_kwargs or {})}
 
 
 def for_data(cfg: "TrainConfig", ds) -> "TrainConfig":
     """``cfg`` with ``dataset`` told from ``ds`` when not given (:func:`infoenh.models.settings.detect_dataset`);
     call it before :meth:`TrainConfig.resolved` wherever the data is known."""
-    if cfg.dataset is not None:
+    if cfg.settings_of is not None:
         return cfg
-    return dataclasses.replace(cfg, dataset=detect_dataset(ds)[0])
+    return dataclasses.replace(cfg, settings_of=detect_dataset(ds)[0])
 
 
 def dataset_settings(cfg: "TrainConfig", ds) -> Dict[str, Any]:
@@ -347,11 +347,11 @@ def dataset_settings(cfg: "TrainConfig", ds) -> Dict[str, Any]:
     dataset, how it was told, the source, the batch size, each optimiser group's rate and decay."""
     from ..models.settings import MMSA_CONFIG
 
-    told = "given (--dataset)" if cfg.dataset is not None and cfg.dataset != detect_dataset(ds)[0] \
+    told = "given (--settings-of)" if cfg.settings_of is not None and cfg.settings_of != detect_dataset(ds)[0] \
         else detect_dataset(ds)[1]
-    lr, wd = group_settings(cfg.model, cfg.dataset, lr=cfg.lr, weight_decay=cfg.weight_decay, group_lr=cfg.group_lr,
+    lr, wd = group_settings(cfg.model, cfg.settings_of, lr=cfg.lr, weight_decay=cfg.weight_decay, group_lr=cfg.group_lr,
                             group_weight_decay=cfg.group_weight_decay, bert_lr=cfg.bert_lr)
-    return {"dataset": cfg.dataset or "mosi", "told_from": told,
+    return {"dataset": cfg.settings_of or "mosi", "told_from": told,
             "source": MMSA_CONFIG if cfg.model in ("selfmm", "misa") else "this project's (lf has no MMSA twin)",
             "batch_size": cfg.batch_size, "grad_clip": cfg.grad_clip, "lr": lr, "weight_decay": wd}
 

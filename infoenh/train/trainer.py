@@ -329,7 +329,7 @@ def optimizer_groups(model: HostModel, cfg: TrainConfig) -> list:
     ``cfg.bert_lr``, else the host's ``bert_lr``, else the host's rate)."""
     from ..models.settings import group_settings
 
-    rates, decays = group_settings(cfg.model, cfg.dataset, lr=cfg.lr, weight_decay=cfg.weight_decay,
+    rates, decays = group_settings(cfg.model, cfg.settings_of, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                    group_lr=cfg.group_lr, group_weight_decay=cfg.group_weight_decay,
                                    bert_lr=cfg.bert_lr)
     groups = model.param_groups(rates, decays)
