@@ -28,7 +28,7 @@ from .stats import paired_comparison
 
 # what ablation.json keeps of each run (results.json in the arm's folder has everything)
 _RUN_KEYS = ("seed", "best_epoch", "epochs_run", "test", "diagnostics", "wall_seconds", "peak_memory_bytes",
-             "peak_memory_kind", "optimizer_steps", "precision", "device")
+             "peak_memory_kind", "optimizer_steps", "precision", "device", "n_params")
 TABLE_METRICS = ("MAE", "Corr", "Mult_acc_7", "Has0_acc_2", "Non0_acc_2", "Has0_F1_score", "Non0_F1_score")
 __all__ = ["ARMS", "arm_config", "run_ablation", "format_markdown", "TABLE_METRICS"]
 
@@ -98,9 +98,10 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
                           "summary": results[a]["summary"]["test"],
                           "infoenh_settings": results[a]["config"].get("infoenh_settings"),
                           "host_settings": results[a]["config"].get("host_settings"),
+                          "n_params": results[a]["runs"][0].get("n_params"),
                           "runs": [{k: r.get(k) for k in _RUN_KEYS if k in r} for r in results[a]["runs"]]}
     for a in arms:
-        for ref in references(a):
+        for ref in references(a, arms):
             doc["comparisons"][f"{a} vs {ref}"] = {
                 "arm": a, "reference": ref, "isolates": isolates(a, ref),
                 **compare_by_seed(results[ref]["runs"], results[a]["runs"], metrics, seed=0, n_boot=n_boot)}
