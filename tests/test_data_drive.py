@@ -1,8 +1,10 @@
 """`infoenh data download mosi|mosei`: list MMSA's Drive folder along the path, fetch one file, verify it.
 
 Only the network is replaced: a local HTTP server on 127.0.0.1 serves hand-made folder pages in
-Drive's page format (tests/data/drive/, see its README; not recordings) and the file bytes, and
-the two URL templates (INFOENH_DRIVE_FOLDER_URL / INFOENH_DRIVE_FILE_URL) point at it.
+both of Drive's formats (tests/data/drive/embedded/: the embedded folder view, read first;
+tests/data/drive/: the older _DRIVE_ivd page, the fallback; see the README; not recordings) and
+the file bytes, and the URL templates (INFOENH_DRIVE_EMBED_URL / INFOENH_DRIVE_FOLDER_URL /
+INFOENH_DRIVE_FILE_URL) point at it. ``server.embedded = {}`` leaves only the older page.
 """
 import hashlib
 import http.server
@@ -26,6 +28,7 @@ PAGES = {  # folder id -> fixture page
     "FIXmoseiFolder00000000001": "mosei.html",
     "FIXmoseiProcessed00000001": "mosei_processed.html",
 }
+EMBEDDED = {fid: "embedded/" + page for fid, page in PAGES.items()}
 FILE_IDS = {"mosi_unaligned": "FIXmosiUnaligned000000001", "mosi_aligned": "FIXmosiAligned00000000001",
             "mosei_unaligned": "FIXmoseiUnaligned00000001", "mosei_aligned": "FIXmoseiAligned0000000001"}
 ESCAPED = 'Raw \u2013 vid\u00e9os & "full" \'set\' <v2> [a=b] a\\b/c'
@@ -44,8 +47,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         srv.requests.append((self.path, self.headers.get("Range")))
         url = urllib.parse.urlsplit(self.path)
         m = re.fullmatch(r"/drive/folders/([\w-]+)", url.path)
-        if m:
+        if url.path == "/embeddedfolderview":
+            m = True
+            page = srv.embedded.get(urllib.parse.parse_qs(url.query).get("id", [""])[0])
+        elif m:
             page = srv.pages.get(m.group(1))
+        if m:
             if page is None:
                 return self.send_error(404)
             body = _page(page).encode("utf-8")
@@ -86,10 +93,12 @@ def server(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.pages, srv.files, srv.requests, srv.cut_after = dict(PAGES), {}, [], None
+    srv.embedded = dict(EMBEDDED)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
     monkeypatch.setenv("INFOENH_DRIVE_FOLDER_URL", base + "/drive/folders/{id}")
+    monkeypatch.setenv("INFOENH_DRIVE_EMBED_URL", base + "/embeddedfolderview?id={id}")
     monkeypatch.setenv("INFOENH_DRIVE_FILE_URL", base + "/uc?id={id}")
     monkeypatch.setenv("INFOENH_DATA", str(tmp_path / "data"))
     srv.base = base
@@ -110,7 +119,16 @@ def pickle_bytes(tmp_path_factory):
 
 
 def _folder_paths(srv):
+    """The requests for _DRIVE_ivd folder pages."""
     return [p for p, _ in srv.requests if p.startswith("/drive/folders/")]
+
+
+def _embedded_paths(srv):
+    return [p for p, _ in srv.requests if p.startswith("/embeddedfolderview")]
+
+
+def _embed(fid):
+    return f"/embeddedfolderview?id={fid}"
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -155,11 +173,12 @@ def test_folder_link_detection():
 # ------------------------------------------------------------------------------------------ --list
 
 def test_list_prints_the_path_and_downloads_nothing(server, capsys, tmp_path):
+    server.embedded = {}                                  # the older page only (the fallback)
     assert main(["data", "download", "mosi", "--list"]) == 0
     out = capsys.readouterr().out
     assert _folder_paths(server) == [f"/drive/folders/{ROOT}", "/drive/folders/FIXmosiFolder000000000001",
                                      "/drive/folders/FIXmosiProcessed000000001"]
-    assert len(server.requests) == 3                      # no /uc request: nothing downloaded
+    assert not any(p.startswith("/uc") for p, _ in server.requests)   # nothing downloaded
     assert not (tmp_path / "data").exists()
     for name, fid in [("MOSI/", "FIXmosiFolder000000000001"), ("SIMS/", "FIXsimsFolder000000000001"),
                       ("README.md", "FIXreadmeFile000000000001"), (ESCAPED, "FIXescapedFile00000000001"),
@@ -174,6 +193,7 @@ def test_list_prints_the_path_and_downloads_nothing(server, capsys, tmp_path):
 
 
 def test_list_a_folder_link(server, capsys):
+    server.embedded = {}
     assert main(["data", "download", "https://drive.google.com/drive/folders/FIXmoseiProcessed00000001",
                  "--list"]) == 0
     out = capsys.readouterr().out
@@ -184,13 +204,14 @@ def test_list_a_folder_link(server, capsys):
 # ------------------------------------------------------------------------------------------ download
 
 def test_download_mosi_unaligned_to_default_path(server, pickle_bytes, tmp_path, capsys):
+    server.embedded = {}
     server.files = {FILE_IDS["mosi_unaligned"]: pickle_bytes, FILE_IDS["mosi_aligned"]: b"wrong file"}
     digest = hashlib.sha256(pickle_bytes).hexdigest()
     assert main(["data", "download", "mosi", "--variant", "unaligned", "--sha256", digest, "--quiet"]) == 0
     dest = tmp_path / "data" / "MOSI" / "Processed" / "unaligned_50.pkl"
     assert dest.read_bytes() == pickle_bytes
     assert not dest.with_name("unaligned_50.pkl.part").exists()
-    assert [p for p, _ in server.requests] == [
+    assert [p for p, _ in server.requests if not p.startswith("/embedded")] == [
         f"/drive/folders/{ROOT}", "/drive/folders/FIXmosiFolder000000000001",
         "/drive/folders/FIXmosiProcessed000000001", f"/uc?id={FILE_IDS['mosi_unaligned']}"]
     # the file is a loadable dataset (the synthetic marker is kept)
@@ -275,6 +296,7 @@ def test_folder_where_a_file_is_expected(server, source, tmp_path, capsys):
 
 
 def test_missing_path_component_lists_what_is_there(server, tmp_path, capsys):
+    server.embedded = {}
     server.pages["FIXmosiFolder000000000001"] = "mosi_without_processed.html"
     assert main(["data", "download", "mosi"]) == 1
     err = capsys.readouterr().err
@@ -285,6 +307,7 @@ def test_missing_path_component_lists_what_is_there(server, tmp_path, capsys):
 
 
 def test_page_without_listing_gives_the_manual_route(server, capsys, tmp_path):
+    server.embedded = {}
     server.pages[ROOT] = "no_listing.html"
     assert main(["data", "download", "mosei", "--variant", "aligned", "--dest", str(tmp_path / "gd")]) == 1
     err = capsys.readouterr().err
@@ -292,10 +315,11 @@ def test_page_without_listing_gives_the_manual_route(server, capsys, tmp_path):
     assert f"https://drive.google.com/drive/folders/{ROOT}" in err
     dest = tmp_path / "gd" / "MOSEI" / "Processed" / "aligned_50.pkl"
     assert "go to MOSEI/Processed/aligned_50.pkl" in err and f"infoenh data check {dest}" in err
-    assert [p for p, _ in server.requests] == [f"/drive/folders/{ROOT}"]
+    assert _folder_paths(server) == [f"/drive/folders/{ROOT}"] and len(server.requests) == 2
 
 
 def test_http_error_on_a_folder_page(server, capsys):
+    server.embedded = {}
     del server.pages["FIXmosiProcessed000000001"]
     assert main(["data", "download", "mosi", "--list"]) == 1
     captured = capsys.readouterr()
@@ -337,6 +361,6 @@ def test_a_folder_page_redirected_off_http_is_refused():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         with pytest.raises(DownloadError, match="refused the HTTP 302 redirect .* file:///etc/passwd"):
-            drive.fetch_folder("abc", url_template=f"http://127.0.0.1:{srv.server_port}/folders/{{id}}")
+            drive.fetch_folder("abcdefghij0123456789", url_template=f"http://127.0.0.1:{srv.server_port}/folders/{{id}}")
     finally:
         srv.shutdown()
