@@ -45,6 +45,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append((self.path, self.headers.get("Range")))
+        if srv.status is not None:
+            return self.send_error(srv.status)
         url = urllib.parse.urlsplit(self.path)
         m = re.fullmatch(r"/drive/folders/([\w-]+)", url.path)
         if url.path == "/embeddedfolderview":
@@ -93,7 +95,7 @@ def server(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.pages, srv.files, srv.requests, srv.cut_after = dict(PAGES), {}, [], None
-    srv.embedded = dict(EMBEDDED)
+    srv.embedded, srv.status = dict(EMBEDDED), None
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
@@ -364,3 +366,103 @@ def test_a_folder_page_redirected_off_http_is_refused():
             drive.fetch_folder("abcdefghij0123456789", url_template=f"http://127.0.0.1:{srv.server_port}/folders/{{id}}")
     finally:
         srv.shutdown()
+
+
+# ------------------------------------------------------------------- the embedded view (Drive today)
+
+def test_embedded_parser_reads_names_ids_kinds():
+    root = drive.parse_embedded_page(_page("embedded/root.html"), ROOT)
+    assert root.name == "MSA datasets - MMSA" and root.page == "embedded view"
+    assert [(c.name, c.id, c.kind) for c in root.children] == [
+        ("MOSI", "FIXmosiFolder000000000001", "folder"),
+        ("MOSEI", "FIXmoseiFolder00000000001", "folder"),
+        ("SIMS", "FIXsimsFolder000000000001", "folder"),
+        ("README.md", "FIXreadmeFile000000000001", "file"),
+        ('Raw vidéos – full set & "v2" <old>.zip', "FIXescapedFile00000000001", "file"),
+        ("Notes on the features", "FIXnotesDocument00000001", "file"),      # a Google Doc
+    ]   # the "Open in Drive" link to the folder itself and the help link are not children
+    spaces = drive.parse_embedded_page(_page("embedded/mosi_spaces.html"), "FIXmosiFolder000000000001")
+    assert [c.name for c in spaces.children] == ["Processed", "my  notes (copy).txt", "情感 分析 données.csv"]
+    empty = drive.parse_embedded_page(_page("embedded/empty_folder.html"), "FIXmosiProcessed000000001")
+    assert empty.children == [] and empty.name == "Processed"
+
+
+def test_embedded_view_is_read_first_and_alone(server, pickle_bytes, tmp_path, capsys):
+    assert main(["data", "download", "mosi", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert _embedded_paths(server) == [_embed(ROOT), _embed("FIXmosiFolder000000000001"),
+                                       _embed("FIXmosiProcessed000000001")]
+    assert _folder_paths(server) == []                    # the older page is not needed
+    assert re.search(r"unaligned_50\.pkl\s+id FIXmosiUnaligned000000001\s+<- this one", out)
+    assert "Raw vidéos – full set & \"v2\" <old>.zip" in out and "Notes on the features" in out
+    server.files = {FILE_IDS["mosi_unaligned"]: pickle_bytes}
+    assert main(["data", "download", "mosi", "--quiet", "--sha256", hashlib.sha256(pickle_bytes).hexdigest()]) == 0
+    assert (tmp_path / "data" / "MOSI" / "Processed" / "unaligned_50.pkl").read_bytes() == pickle_bytes
+
+
+def test_names_with_spaces_and_non_ascii_are_listed(server, capsys):
+    server.embedded["FIXmosiFolder000000000001"] = "embedded/mosi_spaces.html"
+    assert main(["data", "download", "mosi", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "my  notes (copy).txt" in out and "情感 分析 données.csv" in out
+
+
+def test_embedded_view_missing_falls_back_to_the_folder_page(server, capsys):
+    del server.embedded["FIXmosiProcessed000000001"]       # HTTP 404 on the embedded view of one level
+    assert main(["data", "download", "mosi", "--list"]) == 0
+    assert _folder_paths(server) == ["/drive/folders/FIXmosiProcessed000000001"]
+    assert "<- this one" in capsys.readouterr().out
+
+
+def _manual_route_in(err, tmp_path, key="MOSI/Processed/unaligned_50.pkl"):
+    dest = tmp_path / "data" / key
+    assert f"https://drive.google.com/drive/folders/{ROOT}" in err      # the folder MMSA's README links
+    assert f"go to {key}" in err and f"put it at {dest}" in err and f"infoenh data check {dest}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_empty_folder_says_so_with_the_manual_route(server, tmp_path, capsys):
+    server.embedded["FIXmosiProcessed000000001"] = "embedded/empty_folder.html"
+    assert main(["data", "download", "mosi"]) == 1
+    err = capsys.readouterr().err
+    assert "there is no 'unaligned_50.pkl' in MOSI/Processed" in err and "it is empty" in err
+    _manual_route_in(err, tmp_path)
+    assert not any(p.startswith("/uc") for p, _ in server.requests)
+
+
+@pytest.mark.parametrize("page,says", [("embedded/signin.html", "sign-in page: the folder is not shared publicly"),
+                                       ("embedded/ratelimit.html", "rate-limit page")])
+def test_sign_in_and_rate_limit_pages(server, tmp_path, capsys, page, says):
+    server.embedded[ROOT] = page
+    server.pages[ROOT] = page                              # the older page answers the same
+    assert main(["data", "download", "mosi"]) == 1
+    err = capsys.readouterr().err
+    assert err.count(says) == 2                            # both ways tried, both named
+    _manual_route_in(err, tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
+def test_http_429_says_wait(server, tmp_path, capsys):
+    server.embedded, server.pages = {}, {}
+    server.status = 429
+    assert main(["data", "download", "mosi"]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 429" in err and "rate-limiting; wait and retry" in err
+    _manual_route_in(err, tmp_path)
+
+
+def test_placed_by_hand_then_checked(server, tmp_path, capsys):
+    """The manual route ends with `infoenh data check`, which compares with MMSA's published sum."""
+    from infoenh.data.synthetic import write_synthetic
+
+    dest = tmp_path / "data" / "MOSI" / "Processed" / "unaligned_50.pkl"
+    dest.parent.mkdir(parents=True)
+    write_synthetic(dest, sizes=(6, 3, 4), text_dim=4, audio_dim=2, vision_dim=3, text_len=6, audio_len=8,
+                    vision_len=9, seed=3)
+    import pickle as _p
+    data = _p.loads(dest.read_bytes())
+    data.pop("synthetic", None)                            # a file that claims to be MMSA's
+    dest.write_bytes(_p.dumps(data, protocol=4))
+    assert main(["data", "check", str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert KNOWN_SHA256["MOSI/Processed/unaligned_50.pkl"] in err

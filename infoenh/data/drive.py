@@ -147,6 +147,10 @@ def _read_page(url: str, folder_id: str, timeout: float, deadline: float) -> str
                                             "not read further")
                 chunks.append(block)
             charset = resp.headers.get_content_charset() or "utf-8"
+            announced = (resp.headers.get("Content-Length") or "").strip()
+            if announced.isdigit() and int(announced) != size:
+                raise DriveListingError(f"the page for Drive folder {folder_id} at {url} ended after {size} of the "
+                                        f"{announced} bytes announced (a cut connection); try again")
     except urllib.error.HTTPError as exc:
         exc.close()
         hint = (" (no such folder, or it is not shared publicly)" if exc.code in (403, 404)
