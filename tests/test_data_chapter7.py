@@ -8,7 +8,6 @@ case registers the small file's SHA-256 as the published sum inside the kernel, 
 how the chapter recognises MMSA's file."""
 import hashlib
 import json
-import os
 import pickle
 from pathlib import Path
 

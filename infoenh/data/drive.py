@@ -244,8 +244,8 @@ def walk(parts: Sequence[str], *, root_id: str = MMSA_FOLDER_ID, url_template: O
         try:
             folder = fetch_folder(folder_id, url_template=url_template, embed_template=embed_template,
                                   timeout=timeout, deadline=deadline)
-        except DriveListingError as exc:
-            err = DriveListingError(f"{exc}. {manual_route(parts, root_id, dest)}")
+        except (DriveListingError, DownloadError) as exc:   # DownloadError: a refused redirect
+            err = DriveListingError(f"{str(exc).rstrip('.')}. {manual_route(parts, root_id, dest)}")
             err.levels = levels
             raise err from exc
         levels.append(folder)
