@@ -416,7 +416,8 @@ def test_embedded_view_missing_falls_back_to_the_folder_page(server, capsys):
 
 def _manual_route_in(err, tmp_path, key="MOSI/Processed/unaligned_50.pkl"):
     dest = tmp_path / "data" / key
-    assert f"https://drive.google.com/drive/folders/{ROOT}" in err      # the folder MMSA's README links
+    assert f"https://drive.google.com/drive/folders/{ROOT} (the folder https://github.com/thuiar/MMSA's README " \
+           "links)" in err
     assert f"go to {key}" in err and f"put it at {dest}" in err and f"infoenh data check {dest}" in err
     assert len(err.strip().splitlines()) == 1
 

@@ -209,8 +209,9 @@ def dataset_path(dataset: str, variant: str = "unaligned") -> Tuple[str, ...]:
 def manual_route(parts: Sequence[str], root_id: str = MMSA_FOLDER_ID, dest: Optional[Path] = None) -> str:
     """How to get the file by hand when the automatic route fails."""
     dest = paths.data_root().joinpath(*parts) if dest is None else dest
-    return (f"To get it by hand: open {public_folder_url(root_id)} in a browser, go to {'/'.join(parts)}, download "
-            f"it, put it at {dest} (or anywhere and pass that path), then run `infoenh data check {dest}` to "
+    linked = f" (the folder {paths.MMSA_URL}'s README links)" if root_id == MMSA_FOLDER_ID else ""
+    return (f"To get it by hand: open {public_folder_url(root_id)}{linked} in a browser, go to {'/'.join(parts)}, "
+            f"download it, put it at {dest} (or anywhere and pass that path), then run `infoenh data check {dest}` to "
             "verify the published SHA-256.")
 
 
