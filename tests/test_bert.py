@@ -152,3 +152,29 @@ def test_synthetic_token_ids_carry_the_text_cue_and_a_finetuned_bert_learns_it(t
     r = fit(ds, c, None)
     mean_mae = float(np.abs(ds["test"].labels - ds["train"].labels.mean()).mean())
     assert r["test"]["MAE"] < 0.8 * mean_mae, (r["test"]["MAE"], mean_mae)
+
+
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
+                         ids=["HF_HUB_OFFLINE", "hub-unreachable"])
+def test_missing_weights_without_a_network_fail_at_once(tmp_path, env):
+    """Issue 22 (4): weights not cached and no network: one clear error at once, not the hub client's
+    retries (before: 'Retrying in 8s [Retry 5/5]', about a minute)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import infoenh
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT") and "proxy" not in k.lower()}
+    clean.update(env, HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(Path(infoenh.__file__).resolve().parents[1]))
+    code = ("from infoenh.models.bert import BertText\n"
+            "try:\n    BertText.load('bert-base-uncased')\nexcept OSError as e:\n    print('ERROR:', e)\n")
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    assert "ERROR: could not load the BERT weights 'bert-base-uncased'" in out.stdout, out.stdout + out.stderr
+    assert "--text frozen" in out.stdout and "Retrying" not in out.stderr
+    assert took < 15, took

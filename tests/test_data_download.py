@@ -537,3 +537,19 @@ def test_gdrive_content_is_checked_and_a_stale_part_dropped(tmp_path, monkeypatc
     with pytest.raises(DownloadError, match="HTML page"):
         download("1a2B3c4D5e6F7g8H9i0J", dest, quiet=True)
     assert seen == [[]] and list(tmp_path.iterdir()) == []
+
+
+def test_resume_without_validator_or_sum_restarts_instead_of_splicing(server, tmp_path):
+    """Issue 23 (7): no ETag, no Last-Modified, no SHA-256: a part kept from before is not continued
+    (the file may have changed at the same length); the download restarts from byte 0."""
+    server.etag, server.last_modified, server.cut_after = None, None, 100_000
+    dest = tmp_path / "c.bin"
+    with pytest.raises(DownloadError, match="kept"):
+        download(server.url, dest, quiet=True)
+    assert (tmp_path / "c.bin.part").stat().st_size == 100_000
+    new = bytes(reversed(PAYLOAD))          # changed on the server, same length, and nothing says so
+    server.payload = new
+    with pytest.warns(UnknownChecksumWarning):
+        download(server.url, dest, quiet=True)
+    assert server.ranges == [None, None]    # the second request asked for the whole file
+    assert dest.read_bytes() == new         # not PAYLOAD[:100000] + new[100000:]

@@ -1,8 +1,10 @@
 """`infoenh data download mosi|mosei`: list MMSA's Drive folder along the path, fetch one file, verify it.
 
 Only the network is replaced: a local HTTP server on 127.0.0.1 serves hand-made folder pages in
-Drive's page format (tests/data/drive/, see its README; not recordings) and the file bytes, and
-the two URL templates (INFOENH_DRIVE_FOLDER_URL / INFOENH_DRIVE_FILE_URL) point at it.
+both of Drive's formats (tests/data/drive/embedded/: the embedded folder view, read first;
+tests/data/drive/: the older _DRIVE_ivd page, the fallback; see the README; not recordings) and
+the file bytes, and the URL templates (INFOENH_DRIVE_EMBED_URL / INFOENH_DRIVE_FOLDER_URL /
+INFOENH_DRIVE_FILE_URL) point at it. ``server.embedded = {}`` leaves only the older page.
 """
 import hashlib
 import http.server
@@ -26,6 +28,7 @@ PAGES = {  # folder id -> fixture page
     "FIXmoseiFolder00000000001": "mosei.html",
     "FIXmoseiProcessed00000001": "mosei_processed.html",
 }
+EMBEDDED = {fid: "embedded/" + page for fid, page in PAGES.items()}
 FILE_IDS = {"mosi_unaligned": "FIXmosiUnaligned000000001", "mosi_aligned": "FIXmosiAligned00000000001",
             "mosei_unaligned": "FIXmoseiUnaligned00000001", "mosei_aligned": "FIXmoseiAligned0000000001"}
 ESCAPED = 'Raw \u2013 vid\u00e9os & "full" \'set\' <v2> [a=b] a\\b/c'
@@ -42,10 +45,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append((self.path, self.headers.get("Range")))
+        if srv.status is not None:
+            return self.send_error(srv.status)
         url = urllib.parse.urlsplit(self.path)
         m = re.fullmatch(r"/drive/folders/([\w-]+)", url.path)
-        if m:
+        if url.path == "/embeddedfolderview":
+            m = True
+            page = srv.embedded.get(urllib.parse.parse_qs(url.query).get("id", [""])[0])
+        elif m:
             page = srv.pages.get(m.group(1))
+        if m:
             if page is None:
                 return self.send_error(404)
             body = _page(page).encode("utf-8")
@@ -86,10 +95,12 @@ def server(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     srv.pages, srv.files, srv.requests, srv.cut_after = dict(PAGES), {}, [], None
+    srv.embedded, srv.status = dict(EMBEDDED), None
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
     monkeypatch.setenv("INFOENH_DRIVE_FOLDER_URL", base + "/drive/folders/{id}")
+    monkeypatch.setenv("INFOENH_DRIVE_EMBED_URL", base + "/embeddedfolderview?id={id}")
     monkeypatch.setenv("INFOENH_DRIVE_FILE_URL", base + "/uc?id={id}")
     monkeypatch.setenv("INFOENH_DATA", str(tmp_path / "data"))
     srv.base = base
@@ -110,7 +121,16 @@ def pickle_bytes(tmp_path_factory):
 
 
 def _folder_paths(srv):
+    """The requests for _DRIVE_ivd folder pages."""
     return [p for p, _ in srv.requests if p.startswith("/drive/folders/")]
+
+
+def _embedded_paths(srv):
+    return [p for p, _ in srv.requests if p.startswith("/embeddedfolderview")]
+
+
+def _embed(fid):
+    return f"/embeddedfolderview?id={fid}"
 
 
 # ------------------------------------------------------------------------------------------ parser
@@ -155,11 +175,12 @@ def test_folder_link_detection():
 # ------------------------------------------------------------------------------------------ --list
 
 def test_list_prints_the_path_and_downloads_nothing(server, capsys, tmp_path):
+    server.embedded = {}                                  # the older page only (the fallback)
     assert main(["data", "download", "mosi", "--list"]) == 0
     out = capsys.readouterr().out
     assert _folder_paths(server) == [f"/drive/folders/{ROOT}", "/drive/folders/FIXmosiFolder000000000001",
                                      "/drive/folders/FIXmosiProcessed000000001"]
-    assert len(server.requests) == 3                      # no /uc request: nothing downloaded
+    assert not any(p.startswith("/uc") for p, _ in server.requests)   # nothing downloaded
     assert not (tmp_path / "data").exists()
     for name, fid in [("MOSI/", "FIXmosiFolder000000000001"), ("SIMS/", "FIXsimsFolder000000000001"),
                       ("README.md", "FIXreadmeFile000000000001"), (ESCAPED, "FIXescapedFile00000000001"),
@@ -174,6 +195,7 @@ def test_list_prints_the_path_and_downloads_nothing(server, capsys, tmp_path):
 
 
 def test_list_a_folder_link(server, capsys):
+    server.embedded = {}
     assert main(["data", "download", "https://drive.google.com/drive/folders/FIXmoseiProcessed00000001",
                  "--list"]) == 0
     out = capsys.readouterr().out
@@ -184,13 +206,14 @@ def test_list_a_folder_link(server, capsys):
 # ------------------------------------------------------------------------------------------ download
 
 def test_download_mosi_unaligned_to_default_path(server, pickle_bytes, tmp_path, capsys):
+    server.embedded = {}
     server.files = {FILE_IDS["mosi_unaligned"]: pickle_bytes, FILE_IDS["mosi_aligned"]: b"wrong file"}
     digest = hashlib.sha256(pickle_bytes).hexdigest()
     assert main(["data", "download", "mosi", "--variant", "unaligned", "--sha256", digest, "--quiet"]) == 0
     dest = tmp_path / "data" / "MOSI" / "Processed" / "unaligned_50.pkl"
     assert dest.read_bytes() == pickle_bytes
     assert not dest.with_name("unaligned_50.pkl.part").exists()
-    assert [p for p, _ in server.requests] == [
+    assert [p for p, _ in server.requests if not p.startswith("/embedded")] == [
         f"/drive/folders/{ROOT}", "/drive/folders/FIXmosiFolder000000000001",
         "/drive/folders/FIXmosiProcessed000000001", f"/uc?id={FILE_IDS['mosi_unaligned']}"]
     # the file is a loadable dataset (the synthetic marker is kept)
@@ -275,6 +298,7 @@ def test_folder_where_a_file_is_expected(server, source, tmp_path, capsys):
 
 
 def test_missing_path_component_lists_what_is_there(server, tmp_path, capsys):
+    server.embedded = {}
     server.pages["FIXmosiFolder000000000001"] = "mosi_without_processed.html"
     assert main(["data", "download", "mosi"]) == 1
     err = capsys.readouterr().err
@@ -285,6 +309,7 @@ def test_missing_path_component_lists_what_is_there(server, tmp_path, capsys):
 
 
 def test_page_without_listing_gives_the_manual_route(server, capsys, tmp_path):
+    server.embedded = {}
     server.pages[ROOT] = "no_listing.html"
     assert main(["data", "download", "mosei", "--variant", "aligned", "--dest", str(tmp_path / "gd")]) == 1
     err = capsys.readouterr().err
@@ -292,10 +317,11 @@ def test_page_without_listing_gives_the_manual_route(server, capsys, tmp_path):
     assert f"https://drive.google.com/drive/folders/{ROOT}" in err
     dest = tmp_path / "gd" / "MOSEI" / "Processed" / "aligned_50.pkl"
     assert "go to MOSEI/Processed/aligned_50.pkl" in err and f"infoenh data check {dest}" in err
-    assert [p for p, _ in server.requests] == [f"/drive/folders/{ROOT}"]
+    assert _folder_paths(server) == [f"/drive/folders/{ROOT}"] and len(server.requests) == 2
 
 
 def test_http_error_on_a_folder_page(server, capsys):
+    server.embedded = {}
     del server.pages["FIXmosiProcessed000000001"]
     assert main(["data", "download", "mosi", "--list"]) == 1
     captured = capsys.readouterr()
@@ -337,6 +363,107 @@ def test_a_folder_page_redirected_off_http_is_refused():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         with pytest.raises(DownloadError, match="refused the HTTP 302 redirect .* file:///etc/passwd"):
-            drive.fetch_folder("abc", url_template=f"http://127.0.0.1:{srv.server_port}/folders/{{id}}")
+            drive.fetch_folder("abcdefghij0123456789", url_template=f"http://127.0.0.1:{srv.server_port}/folders/{{id}}")
     finally:
         srv.shutdown()
+
+
+# ------------------------------------------------------------------- the embedded view (Drive today)
+
+def test_embedded_parser_reads_names_ids_kinds():
+    root = drive.parse_embedded_page(_page("embedded/root.html"), ROOT)
+    assert root.name == "MSA datasets - MMSA" and root.page == "embedded view"
+    assert [(c.name, c.id, c.kind) for c in root.children] == [
+        ("MOSI", "FIXmosiFolder000000000001", "folder"),
+        ("MOSEI", "FIXmoseiFolder00000000001", "folder"),
+        ("SIMS", "FIXsimsFolder000000000001", "folder"),
+        ("README.md", "FIXreadmeFile000000000001", "file"),
+        ('Raw vidéos – full set & "v2" <old>.zip', "FIXescapedFile00000000001", "file"),
+        ("Notes on the features", "FIXnotesDocument00000001", "file"),      # a Google Doc
+    ]   # the "Open in Drive" link to the folder itself and the help link are not children
+    spaces = drive.parse_embedded_page(_page("embedded/mosi_spaces.html"), "FIXmosiFolder000000000001")
+    assert [c.name for c in spaces.children] == ["Processed", "my  notes (copy).txt", "情感 分析 données.csv"]
+    empty = drive.parse_embedded_page(_page("embedded/empty_folder.html"), "FIXmosiProcessed000000001")
+    assert empty.children == [] and empty.name == "Processed"
+
+
+def test_embedded_view_is_read_first_and_alone(server, pickle_bytes, tmp_path, capsys):
+    assert main(["data", "download", "mosi", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert _embedded_paths(server) == [_embed(ROOT), _embed("FIXmosiFolder000000000001"),
+                                       _embed("FIXmosiProcessed000000001")]
+    assert _folder_paths(server) == []                    # the older page is not needed
+    assert re.search(r"unaligned_50\.pkl\s+id FIXmosiUnaligned000000001\s+<- this one", out)
+    assert "Raw vidéos – full set & \"v2\" <old>.zip" in out and "Notes on the features" in out
+    server.files = {FILE_IDS["mosi_unaligned"]: pickle_bytes}
+    assert main(["data", "download", "mosi", "--quiet", "--sha256", hashlib.sha256(pickle_bytes).hexdigest()]) == 0
+    assert (tmp_path / "data" / "MOSI" / "Processed" / "unaligned_50.pkl").read_bytes() == pickle_bytes
+
+
+def test_names_with_spaces_and_non_ascii_are_listed(server, capsys):
+    server.embedded["FIXmosiFolder000000000001"] = "embedded/mosi_spaces.html"
+    assert main(["data", "download", "mosi", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "my  notes (copy).txt" in out and "情感 分析 données.csv" in out
+
+
+def test_embedded_view_missing_falls_back_to_the_folder_page(server, capsys):
+    del server.embedded["FIXmosiProcessed000000001"]       # HTTP 404 on the embedded view of one level
+    assert main(["data", "download", "mosi", "--list"]) == 0
+    assert _folder_paths(server) == ["/drive/folders/FIXmosiProcessed000000001"]
+    assert "<- this one" in capsys.readouterr().out
+
+
+def _manual_route_in(err, tmp_path, key="MOSI/Processed/unaligned_50.pkl"):
+    dest = tmp_path / "data" / key
+    assert f"https://drive.google.com/drive/folders/{ROOT} (the folder https://github.com/thuiar/MMSA's README " \
+           "links)" in err
+    assert f"go to {key}" in err and f"put it at {dest}" in err and f"infoenh data check {dest}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_empty_folder_says_so_with_the_manual_route(server, tmp_path, capsys):
+    server.embedded["FIXmosiProcessed000000001"] = "embedded/empty_folder.html"
+    assert main(["data", "download", "mosi"]) == 1
+    err = capsys.readouterr().err
+    assert "there is no 'unaligned_50.pkl' in MOSI/Processed" in err and "it is empty" in err
+    _manual_route_in(err, tmp_path)
+    assert not any(p.startswith("/uc") for p, _ in server.requests)
+
+
+@pytest.mark.parametrize("page,says", [("embedded/signin.html", "sign-in page: the folder is not shared publicly"),
+                                       ("embedded/ratelimit.html", "rate-limit page")])
+def test_sign_in_and_rate_limit_pages(server, tmp_path, capsys, page, says):
+    server.embedded[ROOT] = page
+    server.pages[ROOT] = page                              # the older page answers the same
+    assert main(["data", "download", "mosi"]) == 1
+    err = capsys.readouterr().err
+    assert err.count(says) == 2                            # both ways tried, both named
+    _manual_route_in(err, tmp_path)
+    assert not (tmp_path / "data").exists()
+
+
+def test_http_429_says_wait(server, tmp_path, capsys):
+    server.embedded, server.pages = {}, {}
+    server.status = 429
+    assert main(["data", "download", "mosi"]) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 429" in err and "rate-limiting; wait and retry" in err
+    _manual_route_in(err, tmp_path)
+
+
+def test_placed_by_hand_then_checked(server, tmp_path, capsys):
+    """The manual route ends with `infoenh data check`, which compares with MMSA's published sum."""
+    from infoenh.data.synthetic import write_synthetic
+
+    dest = tmp_path / "data" / "MOSI" / "Processed" / "unaligned_50.pkl"
+    dest.parent.mkdir(parents=True)
+    write_synthetic(dest, sizes=(6, 3, 4), text_dim=4, audio_dim=2, vision_dim=3, text_len=6, audio_len=8,
+                    vision_len=9, seed=3)
+    import pickle as _p
+    data = _p.loads(dest.read_bytes())
+    data.pop("synthetic", None)                            # a file that claims to be MMSA's
+    dest.write_bytes(_p.dumps(data, protocol=4))
+    assert main(["data", "check", str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert KNOWN_SHA256["MOSI/Processed/unaligned_50.pkl"] in err

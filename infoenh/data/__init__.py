@@ -13,8 +13,10 @@ Public API::
 Modules, one job each: ``paths`` (where files live, missing-file message), ``checksums``
 (SHA-256 table and checks), ``safe_pickle`` (restricted unpickler), ``formats`` (the two layouts,
 padding masks), ``cleaning`` (NaN/inf policy), ``dataset`` (torch Dataset, collate, loaders),
-``mmsa`` (``load_mmsa``), ``mosi_labels`` and ``synthetic`` (the testbed), ``download``, ``check``,
-``cli`` (``infoenh data ...``).
+``mmsa`` (``load_mmsa``), ``identity`` (MMSA's published file, another MOSI-format file or
+SYNTHETIC, and ``INFOENH_MOSI``), ``mosi_labels`` and ``synthetic`` (the testbed), ``download``,
+``drive`` and ``drive_pages`` (MMSA's Drive folder, its two page formats), ``check``, ``cli``
+(``infoenh data ...``).
 """
 from importlib import import_module
 from typing import Any

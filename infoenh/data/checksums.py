@@ -98,7 +98,9 @@ def check_known_name(path: PathLike, actual: str, table: Optional[Dict[str, str]
             f"'{os.fspath(path)}' looks like the known file {key!r} but its SHA-256 is {actual}, not the "
             f"published {table[key]}: the copy is corrupt, incomplete or modified. Download it again "
             "from the MMSA project (github.com/thuiar/MMSA), or, if you know it is another release, "
-            "load it with load_mmsa(..., verify=False) (`infoenh data check --no-verify`)."
+            "load it with load_mmsa(..., verify=False) (`infoenh data check --no-verify`). A MOSI-format file of "
+            "your own: point INFOENH_MOSI at it (chapter 7, `infoenh train --data mosi`); it is then labelled "
+            "'not MMSA's published file'."
         )
 
 

@@ -85,7 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true",
                    help="replace an existing DEST that fails its check (it stays until the new file is complete)")
     d.add_argument("--total-timeout", type=float, default=21600.0, metavar="SECONDS",
-                   help="give up after this long in all (default 6 h); the partial file is kept for a resume")
+                   help="give up after this long in all, listing and transfer (default 6 h; a listing alone stops "
+                        "after at most 2 min per folder page); the partial file is kept for a resume")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=run_download, resume_hint="re-run the same command to resume the download from its .part file")
     return p
@@ -151,8 +152,10 @@ def run_download(args) -> int:
             folder_id = args.source
         if folder_id is None:
             raise ValueError(f"--list takes mosi / mosei or a Google Drive folder link or id, not {args.source!r}")
+        drive.check_id(folder_id)
         print(f"Google Drive folder {drive.public_folder_url(folder_id)}:")
-        print(drive.format_listing([drive.fetch_folder(folder_id)], ()))
+        folder = drive.fetch_folder(folder_id, deadline=drive.deadline_after(args.total_timeout))
+        print(drive.format_listing([folder], ()))
         return 0
     if folder_id is not None or args.source.strip() == drive.MMSA_FOLDER_ID:
         fid = folder_id or args.source.strip()
@@ -184,12 +187,13 @@ def _download_dataset(args, name: str, dest) -> int:
         print(f"MMSA's Google Drive folder {drive.public_folder_url(drive.MMSA_FOLDER_ID)}, along "
               f"{'/'.join(parts[:-1])}/ (the file for --variant {variant} is marked):")
         try:
-            levels, entry = drive.walk(parts)
+            levels, entry = drive.walk(parts, deadline=drive.deadline_after(args.total_timeout))
         except drive.DriveListingError as exc:
             if getattr(exc, "levels", None):
                 print(drive.format_listing(exc.levels, parts))
             raise
         print(drive.format_listing(levels, parts, entry))
         return 0
-    drive.download_dataset(dataset, variant, dest, sha256=args.sha256, resume=args.resume, quiet=args.quiet)
+    drive.download_dataset(dataset, variant, dest, sha256=args.sha256, resume=args.resume, quiet=args.quiet,
+                           total_timeout=args.total_timeout)
     return 0

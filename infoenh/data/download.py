@@ -6,7 +6,8 @@
 1. bytes go to ``DEST.part``. For HTTP, ``DEST.part.json`` records where they came from (the URL,
    the server's ETag / Last-Modified and the length). An interrupted transfer keeps both, and the
    next call asks for the rest (``Range`` with ``If-Range``) only when the record names the same
-   URL; a ``.part`` without a record, or from another URL, is discarded with a line saying so. A
+   URL (and, when the server gave no ETag / Last-Modified, only when a SHA-256 will check the result;
+   otherwise it restarts from zero); a ``.part`` without a record, or from another URL, is discarded with a line saying so. A
    server that answers with the whole file (the file changed) restarts the part from zero, and
    HTTP 416 discards it and starts afresh, unless it is the complete file with a matching SHA-256;
 2. the received length must equal the server's (``Content-Length`` / ``Content-Range``) and the
@@ -365,8 +366,11 @@ def _can_resume(part: Path) -> bool:
     return meta is not None and (_validator(meta) is not None or isinstance(meta.get("length"), int))
 
 
-def _resumable_part(url: str, part: Path, resume: bool, quiet: bool) -> Tuple[int, Optional[dict]]:
-    """Bytes of ``part`` that may be continued, with its record; a part that cannot be is discarded."""
+def _resumable_part(url: str, part: Path, resume: bool, quiet: bool,
+                    expected_sum: Optional[str] = None) -> Tuple[int, Optional[dict]]:
+    """Bytes of ``part`` that may be continued, with its record; a part that cannot be is discarded.
+    Without a validator (ETag / Last-Modified) a part is continued only when a SHA-256 will check
+    the result: a length alone cannot tell a changed file from the same one (a spliced file)."""
     if not part.exists():
         _sidecar(part).unlink(missing_ok=True)
         return 0, None
@@ -380,6 +384,9 @@ def _resumable_part(url: str, part: Path, resume: bool, quiet: bool) -> Tuple[in
         reason = f"it was started from another URL ({meta['url']})"
     elif _validator(meta) is None and not isinstance(meta.get("length"), int):
         reason = "the server gave no ETag, Last-Modified or length to check a resume against"
+    elif _validator(meta) is None and expected_sum is None:
+        reason = ("the server gave no ETag or Last-Modified and no SHA-256 is known, so the bytes kept cannot be "
+                  "shown to come from the same version of the file")
     elif isinstance(meta.get("length"), int) and size > meta["length"]:
         reason = f"it is larger ({size} bytes) than the file ({meta['length']} bytes)"
     else:
@@ -394,7 +401,7 @@ def _fetch_http(url: str, part: Path, *, resume: bool, timeout: float, chunk_siz
                 expected_size: Optional[int], expected_sum: Optional[str], deadline: Optional[float],
                 total_timeout: Optional[float]) -> bool:
     """Fill ``part`` from ``url``; True when its end was verified (a length, or chunked framing)."""
-    start, meta = _resumable_part(url, part, resume, quiet)
+    start, meta = _resumable_part(url, part, resume, quiet, expected_sum)
     opts = dict(timeout=timeout, chunk_size=chunk_size, quiet=quiet, expected_size=expected_size,
                 expected_sum=expected_sum, deadline=deadline, total_timeout=total_timeout)
     try:
@@ -419,7 +426,8 @@ def _http_attempt(url: str, part: Path, start: int, meta: Optional[dict], *, tim
         if validator:
             headers["If-Range"] = validator
         else:
-            _say(quiet, "the server gave no ETag or Last-Modified: the resume is checked by the file's length only")
+            _say(quiet, "the server gave no ETag or Last-Modified: the resume is checked by the file's length, "
+                        "then the whole file by its SHA-256")
     resp = _open(url, headers, part, start, meta, timeout=timeout, quiet=quiet, deadline=deadline,
                  total_timeout=total_timeout, expected_sum=expected_sum)
     if resp is True:  # HTTP 416 on a part verified complete

@@ -48,8 +48,11 @@ def default_path(dataset: str = "mosi", aligned: bool = False, root: Optional[Pa
 
 
 def resolve(path_or_name: PathLike) -> Path:
-    """A dataset name (see module docstring) becomes its default path; a path is expanded."""
+    """A dataset name (see module docstring) becomes its default path; a path is expanded.
+    ``mosi`` is ``$INFOENH_MOSI`` when that is set (any MMSA-format file of the reader's)."""
     s = os.fspath(path_or_name)
+    if s.lower() == "mosi" and os.environ.get("INFOENH_MOSI", "").strip():
+        return Path(os.environ["INFOENH_MOSI"].strip()).expanduser()
     if s.lower() in NAMES:
         folder, fname = NAMES[s.lower()]
         return default_path(folder, aligned=fname.startswith("aligned"))

@@ -12,6 +12,9 @@ after (InfoEnh, the host's pooling and heads) is unchanged. ``transformers`` is 
 """
 from __future__ import annotations
 
+import os
+import urllib.error
+import urllib.request
 from typing import Dict, List, Tuple
 
 import torch
@@ -45,16 +48,19 @@ class BertText(nn.Module):
 
     @classmethod
     def load(cls, name_or_path: str = DEFAULT_BERT) -> "BertText":
-        """Pretrained weights from the Hugging Face hub (cached under ``HF_HOME``) or a local folder
-        written by ``save_pretrained``. A clear error when they cannot be had."""
+        """Pretrained weights from a local folder written by ``save_pretrained``, else from the
+        Hugging Face cache (``HF_HOME``), else downloaded once from the hub. Without a network
+        (``HF_HUB_OFFLINE=1``, or the hub not answering one quick probe) a name that is not cached
+        fails at once with one clear error, instead of waiting on the hub client's retries."""
         tf = _transformers()
+        local = os.path.isdir(os.path.expanduser(str(name_or_path)))
         try:
-            model = tf.BertModel.from_pretrained(name_or_path, add_pooling_layer=False)
+            if local:
+                model = tf.BertModel.from_pretrained(os.path.expanduser(str(name_or_path)), add_pooling_layer=False)
+            else:
+                model = _from_cache_or_hub(tf, str(name_or_path))
         except (OSError, ValueError) as e:
-            raise OSError(
-                f"could not load the BERT weights {name_or_path!r} ({str(e).splitlines()[0]}). They are downloaded "
-                "from the Hugging Face hub on first use and cached (HF_HOME): connect once, or pass --bert with "
-                "a local folder that holds them, or train on the frozen features with --text frozen") from e
+            raise OSError(_missing_message(name_or_path, e)) from e
         return cls(model, source=str(name_or_path))
 
     def forward(self, text_bert: Tensor) -> Tuple[Tensor, Tensor]:
@@ -72,6 +78,57 @@ class BertText(nn.Module):
                              f"made for another tokenizer than {self.source!r}")
         out = self.bert(input_ids=ids, attention_mask=att, token_type_ids=seg)
         return out.last_hidden_state, att.bool()
+
+
+def _missing_message(name_or_path, why) -> str:
+    first = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+    return (f"could not load the BERT weights {str(name_or_path)!r} ({first}). They are downloaded from the Hugging "
+            "Face hub on first use and cached (HF_HOME): connect once, or pass --bert with a local folder that holds "
+            "them, or train on the frozen features with --text frozen")
+
+
+def _offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    if any(os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in
+           ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    check = getattr(constants, "is_offline_mode", None)
+    return bool(check() if callable(check) else getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _hub_unreachable(timeout: float = 10.0):
+    """None when the hub answers one request within ``timeout`` s, else why not (any HTTP status
+    counts as an answer: only a network that is not there is caught here)."""
+    try:
+        from huggingface_hub import constants
+        endpoint = getattr(constants, "ENDPOINT", None) or "https://huggingface.co"
+    except ImportError:
+        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return f"the Hugging Face hub at {endpoint} did not answer: {getattr(e, 'reason', e)}"
+
+
+def _from_cache_or_hub(tf, name: str):
+    """The cached copy of ``name`` (no network); else, only when the hub answers, a download."""
+    try:
+        return tf.BertModel.from_pretrained(name, add_pooling_layer=False, local_files_only=True)
+    except (OSError, ValueError) as cached_error:
+        if _offline():
+            raise OSError(f"not in the local cache and HF_HUB_OFFLINE is set ({str(cached_error).splitlines()[0]})") \
+                from None
+    why = _hub_unreachable()
+    if why is not None:
+        raise OSError(f"not in the local cache, and {why}")
+    return tf.BertModel.from_pretrained(name, add_pooling_layer=False)
 
 
 def resolve_text_mode(mode: str, has_text_bert: bool, synthetic: bool) -> str:

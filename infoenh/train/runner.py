@@ -63,15 +63,12 @@ def load_data(spec: str, *, scale: Optional[str] = None, synthetic_seed: int = 0
         label = f"SYNTHETIC testbed (scale '{scale}', generator seed {synthetic_seed}; not MOSI)"
         extra = {"synthetic_scale": scale, "synthetic_seed": synthetic_seed}
     else:
-        from ..data import load_mmsa
+        from ..data.identity import load_labelled
+        from ..data.paths import resolve
 
-        path = Path(spec).expanduser()
-        if not path.exists():
-            from ..data.paths import missing_message
-
-            raise FileNotFoundError(missing_message(path))
-        ds = load_mmsa(path, inf_policy=inf_policy)
-        label = f"{'SYNTHETIC ' if ds.synthetic else ''}{path.name} ({path})"
+        path = resolve(spec)      # a path, or mosi / mosei...: mosi is $INFOENH_MOSI when set
+        ds, ident = load_labelled(path, inf_policy=inf_policy)   # MMSA's file, another MOSI-format file, or SYNTHETIC
+        label = f"{ident.label} ({path})"
         extra = {}
     info = {"data": spec, "dataset": label, "synthetic": bool(ds.synthetic),
             "sizes": {s: len(ds[s]) for s in ds}, "dims": dict(ds.dims), **extra}
