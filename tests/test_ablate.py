@@ -232,3 +232,17 @@ def test_unknown_arm_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown arm"):
         run_ablation({}, TrainConfig(), ["full", "w/o smell"], [1111], tmp_path)
     assert ablate.TABLE_METRICS[0] == "MAE"
+
+
+def test_the_reproducibility_page_states_the_numbers_stats_computes():
+    """book/reproducibility.md is prose (no glue): its numbers are checked against the code here."""
+    from pathlib import Path
+
+    from infoenh.train.stats import sign_flip_test
+
+    text = " ".join((Path(__file__).parents[1] / "book" / "reproducibility.md").read_text().split())
+    cover3, cover5 = round(100 * bootstrap_coverage(3)), round(100 * bootstrap_coverage(5))
+    assert f"about {cover3}% of the time with three seeds and {cover5}% with five" in text
+    assert min_bootstrap_seeds() == 10 and "only from ten seeds on" in text
+    p3, p5 = sign_flip_test([1.0] * 3)["p"], sign_flip_test([1.0] * 5)["p"]
+    assert f"({p3:.2f} with three seeds, {p5:.4f} with five)" in text
