@@ -212,5 +212,7 @@ def add_parser(subparsers) -> None:
     a.add_argument("--arms", nargs="+", choices=list(ARMS), default=None, metavar="ARM",
                    help="arms to run (default: all; each also runs the arms it is compared with): "
                         + "; ".join(f"{k} = {v['label']}" for k, v in ARMS.items()))
-    a.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples for the CI (default 10000)")
+    a.add_argument("--n-boot", type=int, default=10000,
+                   help="bootstrap resamples for the CI, which is reported from 10 seeds on (below that: the t "
+                        "interval; default 10000)")
     a.set_defaults(func=cmd_ablate, resume_hint=_RESUME)
