@@ -19,12 +19,15 @@ Sections:
 - ``train-step``: ``benchmarks/bench_train_step.py``'s measurement: one training step (forward,
   loss, backward, Adam) of each host (lf, selfmm, misa) alone and with InfoEnh, on one SYNTHETIC
   MOSI-shaped batch at the host's MMSA batch size, variants interleaved round after round, wall
-  clock between ``torch.cuda.synchronize`` calls, bf16 autocast as the trainer runs it.
+  clock between ``torch.cuda.synchronize`` calls, bf16 autocast on CUDA as ``--precision auto``
+  runs it (asked for explicitly: the trainer's default is float32, as MMSA).
 - ``selfmm``: Self-MM on the SYNTHETIC testbed at MOSI's sizes (``--synthetic-scale mosi``), the
   host alone and with InfoEnh, trained by the project's trainer (:func:`infoenh.train.trainer.fit`,
-  its default bf16 autocast): time per optimiser step and peak memory.
+  with ``precision="bf16"`` asked for explicitly; the default is float32): time per optimiser step
+  and peak memory.
 - ``amp``: one fixed short run (Self-MM + InfoEnh, seed 1111, 3 epochs) in bf16 autocast and in
-  float32: selected epoch, validation loss and test metrics side by side, with their differences.
+  float32 (both asked for explicitly): selected epoch, validation loss and test metrics side by
+  side, with their differences, so a GPU user can choose ``--precision bf16`` with numbers.
 
 Only the standard library is imported at the top: ``report`` runs even where torch is missing.
 Every measurement uses the same code on CPU and CUDA (``Clock``, ``reset_peak``/``peak_mib``):
@@ -629,7 +632,7 @@ def selfmm_section(sec: Section, args, device) -> None:
     for variant, label in (("none", "host alone"), ("full", "host + InfoEnh")):
         sec.check(f"variant {variant}")
         print(f"  Self-MM, InfoEnh {variant}: {p['epochs']} epochs (epoch 1 warms up, not timed)", flush=True)
-        # precision "bf16": bf16 autocast, what "auto" (the default) does on CUDA; on the CPU too
+        # precision "bf16", asked for explicitly (the default is fp32, as MMSA): bf16 autocast on any device
         cfg = TrainConfig(model="selfmm", infoenh=variant, epochs=p["epochs"], device=device.type,
                           precision="bf16", seed=1111, quiet=True)
         res, log, peak, prec = _fit(ds, cfg, device)

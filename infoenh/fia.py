@@ -78,6 +78,7 @@ from .ot import STOPS as OT_STOPS
 from .ot import cosine_cost, sinkhorn, unit_rows
 
 FIA_MODES = ("token", "feature")
+FIA_PLANS = ("sinkhorn", "uniform")   # the transport plan: Sinkhorn's, or the uniform control a b^T
 OT_DEFAULT_TOL = {"marginal": 1e-6, "scaling": 1e-2}   # POT-style tolerance / the paper's delta
 OT_MAX_ITER = 100                                       # Sinkhorn's iteration cap for fia and InfoEnh
 
@@ -156,14 +157,27 @@ def fia(feats: Dict[str, Tensor], masks: Optional[Dict[str, Tensor]] = None, *, 
                          detach_plan=detach_plan, symmetric=symmetric)
 
 
+def uniform_plans(cost: Tensor, a: Optional[Tensor], b: Optional[Tensor]) -> Tensor:
+    """The uniform (independent) plan ``P = a b^T`` of each problem, ``cost`` [B, S, n, m] giving
+    the shape, ``a`` [B, S, n] / ``b`` [B, S, m] the marginals (None: uniform 1/n, 1/m). It has
+    the marginals of the OT plan and ignores the cost: in token mode each real row of i then
+    receives ``diag(a)^{-1} a b^T E_j = 1 b^T E_j``, the mean of j's real rows."""
+    B, S, n, m = cost.shape
+    a = cost.new_full((B, S, n), 1.0 / n) if a is None else a
+    b = cost.new_full((B, S, m), 1.0 / m) if b is None else b
+    return a.unsqueeze(-1) * b.unsqueeze(-2)
+
+
 def align_stacked(F: Tensor, mask: Optional[Tensor], names: List[str], *, reg: float, mode: str, max_iter: int,
-                  tol: float, stop: str, detach_plan: bool, symmetric: bool) -> FIAOutput:
+                  tol: float, stop: str, detach_plan: bool, symmetric: bool, plan: str = "sinkhorn") -> FIAOutput:
     """:func:`fia` on embeddings already stacked and checked: no input checks here.
 
     ``F`` [B, M, k, d] holds modality ``names[n]`` in ``F[:, n]``, with its padded rows zero;
     ``mask`` [B, M, k] bool or None (every row real); ``tol`` resolved (:func:`ot_tolerance`).
     :class:`infoenh.InfoEnh` calls it with FIB's filtered rows, which are zero on padded rows by
     construction, so that the rows stacked once serve both InfoNCE and FIA.
+    ``plan="uniform"`` replaces Sinkhorn's plan by :func:`uniform_plans` (the control that keeps
+    FIA's width and concatenation but transports nothing specific; ``n_iter`` 0, ``converged`` True).
     """
     B, M, k, d = F.shape
     # OT runs in float32 or wider and outside autocast: bf16 / fp16 plans would be too coarse
@@ -177,8 +191,16 @@ def align_stacked(F: Tensor, mask: Optional[Tensor], names: List[str], *, reg: f
         else:
             cost = cosine_cost(F[:, tab.src_solved].mT, F[:, tab.tgt_solved].mT)  # [B, S, d, d]
             a = b = None
-        res = sinkhorn(cost, reg, a, b, max_iter=max_iter, tol=tol, stop=stop, detach=detach_plan)
-        solved = res.plan.detach() if detach_plan else res.plan              # [B, S, n, n]
+        if plan == "uniform":
+            solved = uniform_plans(cost, a, b)                               # [B, S, n, n], no gradient to the cost
+            n_iter = torch.zeros(cost.shape[:2], dtype=torch.int64, device=cost.device)
+            conv = torch.ones(cost.shape[:2], dtype=torch.bool, device=cost.device)
+        elif plan == "sinkhorn":
+            res = sinkhorn(cost, reg, a, b, max_iter=max_iter, tol=tol, stop=stop, detach=detach_plan)
+            solved = res.plan.detach() if detach_plan else res.plan          # [B, S, n, n]
+            n_iter, conv = res.n_iter, res.converged
+        else:
+            raise ValueError(f"plan must be one of {FIA_PLANS}, got {plan!r}")
         both = torch.cat([solved, solved.mT], dim=1) if symmetric else solved
         plans = both[:, tab.of_pair] if symmetric else solved                # [B, P, n, n], every ordered pair
         if mode == "token":
@@ -190,8 +212,8 @@ def align_stacked(F: Tensor, mask: Optional[Tensor], names: List[str], *, reg: f
     enhanced = {i: torch.cat([own[n]] + [pieces[(p, q)] for p, q in tab.pairs if p == n], dim=-1)
                 for n, i in enumerate(names)}
     pairs = [(names[i], names[j]) for i, j in tab.pairs]
-    return FIAOutput(enhanced=enhanced, plans=plans, pairs=pairs, n_iter=res.n_iter[:, tab.solved_of_pair],
-                     converged=res.converged[:, tab.solved_of_pair])
+    return FIAOutput(enhanced=enhanced, plans=plans, pairs=pairs, n_iter=n_iter[:, tab.solved_of_pair],
+                     converged=conv[:, tab.solved_of_pair])
 
 
 def _check_feats(feats, validate: bool):

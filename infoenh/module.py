@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ._validate import (MODALITIES, check_finite, check_mask, check_modalities, check_number, check_positive_int,
                         check_same_batch, check_tensor, dtype_hint)
-from .fia import FIA_MODES, OT_DEFAULT_TOL, OT_MAX_ITER, OT_STOPS, align_stacked
+from .fia import FIA_MODES, FIA_PLANS, OT_DEFAULT_TOL, OT_MAX_ITER, OT_STOPS, align_stacked
 from .fib import FIB
 from .infonce import NEGATIVES, check_reduction, infonce_per_modality, negative_mask
 
@@ -76,6 +76,9 @@ class InfoEnh(nn.Module):
             ``"scaling"`` (the paper's mean change of the scaling vector).
         ot_tol: the rule's threshold, a number >= 0; None (default) resolves to 1e-6 for
             ``"marginal"`` and to the paper's delta = 0.01 for ``"scaling"``.
+        fia_plan: ``"sinkhorn"`` (default, the OT plan) or ``"uniform"``: the plan a b^T of the
+            same marginals, so each token receives the other modality's mean (the ablation control
+            of FIA with FIA's width, parameters and pooling: :func:`infoenh.fia.uniform_plans`).
 
     Input dtypes: sequences of any floating dtype (float16, bfloat16, float32, float64) are cast to
     the module's parameter dtype (float32 unless the module was converted, e.g. with ``.double()``)
@@ -88,7 +91,8 @@ class InfoEnh(nn.Module):
                  negatives: str = "sign", infonce_reduction: str = "mean", score: str = "learned",
                  threshold: float = 0.5, straight_through: bool = False, reg: float = 0.1,
                  fia_mode: str = "token", ot_iters: int = OT_MAX_ITER, ot_stop: str = "marginal",
-                 ot_tol: Optional[float] = None, detach_plan: bool = False, fia_symmetric: bool = True):
+                 ot_tol: Optional[float] = None, detach_plan: bool = False, fia_symmetric: bool = True,
+                 fia_plan: str = "sinkhorn"):
         super().__init__()
         if not isinstance(in_dims, dict) or not in_dims:
             raise ValueError("in_dims must be a non-empty dict modality -> input width, e.g. {'text': 768}")
@@ -110,6 +114,9 @@ class InfoEnh(nn.Module):
         if not isinstance(fia_symmetric, bool):
             raise TypeError(f"fia_symmetric must be True or False, got {fia_symmetric!r}")
         self.fia_symmetric = fia_symmetric
+        if fia_plan not in FIA_PLANS:
+            raise ValueError(f"fia_plan must be one of {FIA_PLANS}, got {fia_plan!r}")
+        self.fia_plan = fia_plan
         self.infonce_reduction = check_reduction(infonce_reduction)
         self.ot_iters = check_positive_int(ot_iters, "ot_iters")
         if ot_stop not in OT_STOPS:
@@ -135,7 +142,8 @@ class InfoEnh(nn.Module):
             "infonce_reduction": self.infonce_reduction, "score": self.score, "threshold": self.threshold,
             "straight_through": self.straight_through, "d": self.d, "k": self.k, "reg": self.reg,
             "fia_mode": self.fia_mode, "ot_iters": self.ot_iters, "ot_stop": self.ot_stop, "ot_tol": self.ot_tol,
-            "detach_plan": self.detach_plan, "fia_symmetric": self.fia_symmetric, "modalities": list(self.modalities),
+            "detach_plan": self.detach_plan, "fia_symmetric": self.fia_symmetric, "fia_plan": self.fia_plan,
+            "modalities": list(self.modalities),
         }
 
     def _check(self, seqs, masks, labels):
@@ -210,7 +218,7 @@ class InfoEnh(nn.Module):
             # FIB's z is zero on padded rows (TopKPool.finish zeroes them), as align_stacked requires
             f = align_stacked(Z, R, list(self.modalities), reg=self.reg, mode=self.fia_mode, max_iter=self.ot_iters,
                               tol=self.ot_tol, stop=self.ot_stop, detach_plan=self.detach_plan,
-                              symmetric=self.fia_symmetric)
+                              symmetric=self.fia_symmetric, plan=self.fia_plan)
             z = f.enhanced
             diag["ot_iters_mean"] = f.n_iter.detach().float().mean()
             diag["ot_converged_frac"] = f.converged.detach().float().mean()

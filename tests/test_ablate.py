@@ -152,7 +152,9 @@ def test_arms_map_to_the_paper_switches():
     assert arm_config(base, "no_vision").modalities == ("text", "audio")
     assert arm_config(base, "plumbing").infoenh == "plumbing"
     assert arm_config(base, "no_audio_plumbing").modalities == ("text", "vision")
-    assert len(ARMS) == 5 + 3 * 3          # 5 full-modality arms, 3 per dropped modality
+    assert arm_config(base, "fia_uniform").infoenh == "fia_uniform"
+    assert arm_config(base, "full_uniform").infoenh == "full_uniform"
+    assert len(ARMS) == 7 + 3 * 3          # 7 full-modality arms (the uniform-plan controls too), 3 per dropped one
     with pytest.raises(ValueError, match="unknown arm"):
         arm_config(base, "no_smell")
 

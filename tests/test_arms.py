@@ -46,15 +46,21 @@ def test_plumbing_has_the_same_parameters_as_fib_except_the_gate():
 def test_references_and_what_they_isolate():
     assert references("baseline") == []
     assert references("plumbing") == ["baseline"]
-    for a in ("fib", "fia", "full"):
+    for a in ("fib", "fia", "full", "fia_uniform", "full_uniform"):
         assert references(a) == ["baseline", "plumbing"]
+    # the uniform-plan controls are compared with when they run (on request)
+    assert references("fia", ["baseline", "plumbing", "fia_uniform", "fia"]) == ["baseline", "plumbing", "fia_uniform"]
+    assert references("full", list(ARMS)) == ["baseline", "plumbing", "full_uniform"]
+    assert references("fia", ["fia"]) == ["baseline", "plumbing"]
     assert references("no_text") == ["baseline"]
     assert references("no_text_plumbing") == ["no_text", "baseline"]
     assert references("no_text_full") == ["no_text", "no_text_plumbing", "baseline"]
     assert with_references(["full"]) == ["baseline", "plumbing", "full"]
     assert with_references(["no_audio_full", "fib"]) == ["baseline", "no_audio", "no_audio_plumbing",
                                                          "no_audio_full", "plumbing", "fib"]
-    assert "gate" in isolates("fib", "plumbing") and "alignment" in isolates("fia", "plumbing")
+    assert "gate" in isolates("fib", "plumbing") and "alignment itself" in isolates("fia", "fia_uniform")
+    assert "not the alignment alone" in isolates("fia", "plumbing")
+    assert "context" in isolates("fia_uniform", "plumbing") and "alignment itself" in isolates("full", "full_uniform")
     assert "plumbing alone" in isolates("plumbing", "baseline")
     assert isolates("no_audio_full", "no_audio_plumbing").startswith("without audio: FIB and FIA")
     assert isolates("no_audio", "baseline") == "removing audio from the host"

@@ -69,7 +69,8 @@ def test_protocol_and_host_flags_reach_the_config_and_the_results(tmp_path):
     assert cfg["model_kwargs"] == {"lengths": "own"}
     assert cfg["infoenh_kwargs"] == {"k": 4, "d": 8, "ot_stop": "scaling", "ot_tol": 0.02,
                                      "infonce_reduction": "sum", "straight_through": True, "fia_symmetric": False}
-    assert run["protocol"] == {"accum_tail": "step", "clip_at": "step", "valid_loss": "sample_mean", "epochs_cap": 1,
+    assert run["protocol"] == {"accum_tail": "step", "clip_at": "step", "valid_loss": "sample_mean",
+                               "eval_order": "shuffled", "epochs_cap": 1,
                                "patience": 8, "accum_steps": 2, "grad_clip": 0.8, "grad_clip_mode": "value"}
     # ci: 160 clips = 10 batches of 16, windows of 2: 5 steps
     assert run["optimizer_steps"] == 5 and run["wall_seconds"] > 0 and run["peak_memory_bytes"] > 0

@@ -21,7 +21,7 @@ from infoenh.data.synthetic import make_synthetic_splits
 from infoenh.models import build_model
 from infoenh.models.misa import text_length_masks
 from infoenh.train import trainer
-from infoenh.train.config import TrainConfig
+from infoenh.train.config import TrainConfig, host_kwargs
 from infoenh.train.seeding import deterministic, seed_everything
 from infoenh.train.trainer import _train_labels, evaluate, fit, optimizer_groups, text_mode
 
@@ -136,10 +136,12 @@ def built_as_fit_builds(ds, cfg):
     ``deterministic``)."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model, ds.dims, infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
-                        infoenh_kwargs=cfg.infoenh_kwargs, text=text_mode(cfg, ds), bert=cfg.bert, **cfg.model_kwargs)
+                        infoenh_kwargs=cfg.infoenh_kwargs, text=text_mode(cfg, ds), bert=cfg.bert, **host_kwargs(cfg))
     model.init_from_train(*_train_labels(ds["train"]))
     optimizer = torch.optim.Adam(optimizer_groups(model, cfg))
-    loaders = make_loaders(ds, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+    # MMSA's MMDataLoader shuffles every split (shuffle=True for train, valid and test)
+    loaders = make_loaders(ds, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
+                           eval_order="shuffled")
     return model, optimizer, loaders
 
 
@@ -209,7 +211,8 @@ def test_fit_by_default_is_mmsas_loop(toy, monkeypatch, model, variant, kw):
     assert state.keys() == ref["state"].keys()
     for k, v in ref["state"].items():
         assert torch.equal(state[k], v), k
-    assert r["protocol"] == {"accum_tail": "drop", "clip_at": c.clip_at, "valid_loss": "mmsa", "epochs_cap": None,
+    assert r["protocol"] == {"accum_tail": "drop", "clip_at": c.clip_at, "valid_loss": "mmsa",
+                             "eval_order": "shuffled", "epochs_cap": None,
                              "patience": 2, "accum_steps": c.accum_steps, "grad_clip": c.grad_clip,
                              "grad_clip_mode": c.grad_clip_mode}
 
@@ -393,9 +396,13 @@ def test_misa_text_lengths_masks(toy):
     # with the text length), real steps past it are not
     b2 = {**b, "audio_mask": torch.arange(b["audio"].shape[1])[None, :].expand(16, -1) < 2}
     assert torch.equal(text.check_batch(b2)["audio"], mt["audio"])
-    # without text there are no text lengths: each modality keeps its own mask
+    # without the text modality the lengths still come from the batch's text mask: the missing-text
+    # arm reads the frames the full arm reads (a batch with no text at all keeps the own masks)
     no_text = build_model("misa", toy.dims, modalities=("audio", "vision"))
-    assert torch.equal(no_text.check_batch(b)["audio"], b["audio_mask"])
+    assert torch.equal(no_text.check_batch(b)["audio"], mt["audio"])
+    assert torch.equal(no_text.check_batch(b)["vision"], mt["vision"])
+    bare = {k: v for k, v in b.items() if k not in ("text", "text_mask")}
+    assert torch.equal(no_text.check_batch(bare)["audio"], b["audio_mask"])
     # no text mask: every text step counts
     full = text_length_masks(None, 5, {"audio": 7}, None)["audio"]
     assert full.tolist() == [[True] * 5 + [False] * 2]

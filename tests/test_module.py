@@ -405,7 +405,7 @@ def test_threshold_reaches_every_fib():
 
 SETTING_KEYS = {"use_fib", "use_infonce", "use_fia", "alpha", "tau", "negatives", "infonce_reduction", "score",
                 "threshold", "straight_through", "d", "k", "reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol",
-                "detach_plan", "fia_symmetric", "modalities"}
+                "detach_plan", "fia_symmetric", "fia_plan", "modalities"}
 
 
 def test_settings_lists_every_default():
@@ -416,7 +416,7 @@ def test_settings_lists_every_default():
     assert s == dict(use_fib=True, use_infonce=True, use_fia=True, alpha=0.5, tau=0.1, negatives="sign",
                      infonce_reduction="mean", score="learned", threshold=0.5, straight_through=False, d=128, k=16,
                      reg=0.1, fia_mode="token", ot_iters=100, ot_stop="marginal", ot_tol=1e-6, detach_plan=False,
-                     fia_symmetric=True, modalities=["text", "audio", "vision"])
+                     fia_symmetric=True, fia_plan="sinkhorn", modalities=["text", "audio", "vision"])
     assert json.loads(json.dumps(s)) == s
 
 

@@ -49,14 +49,30 @@ def test_enhanced_heads_read_fia_output_and_so_depend_on_the_other_modalities():
 
 
 @pytest.mark.parametrize("variant", ["fib_only", "plumbing"])
-def test_without_fia_both_readings_are_the_same_model(variant):
+def test_without_fia_unimodal_heads_keep_their_own_pool(variant):
+    """The pooling is split the same way in every InfoEnh arm: without FIA the unimodal heads
+    still read z_m through a pool of their own, so with that pool set to the fusion's pool the
+    two readings are the same model."""
     a, b = _model("unimodal", variant), _model("enhanced", variant)
-    assert not a.reads_unimodal_slice()
-    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
-    b.load_state_dict(a.state_dict())
+    assert a.reads_unimodal_slice() and not b.reads_unimodal_slice()
+    assert {n for n, _ in a.named_parameters()} - {n for n, _ in b.named_parameters()} == {
+        f"uni_pool.{m}.score.weight" for m in DIMS}
+    b.load_state_dict({k: v for k, v in a.state_dict().items() if not k.startswith("uni_pool.")})
     batch = _batch()
     oa, ob = a(batch), b(batch)
-    assert torch.equal(oa.pred, ob.pred) and torch.equal(oa.extras["pred_audio"], ob.extras["pred_audio"])
+    assert torch.equal(oa.pred, ob.pred)
+    assert not torch.equal(oa.extras["pred_audio"], ob.extras["pred_audio"])     # different pools
+    with torch.no_grad():
+        for m in DIMS:
+            a.uni_pool[m].score.weight.copy_(a.row_pool[m].score.weight)
+    assert torch.equal(a(batch).extras["pred_audio"], ob.extras["pred_audio"])
+
+
+@pytest.mark.parametrize("variant", ["plumbing", "fib_only", "fia_only", "fia_uniform", "full", "full_uniform"])
+def test_every_infoenh_arm_splits_the_pools_alike(variant):
+    m = _model("unimodal", variant)
+    assert m.reads_unimodal_slice() and set(m.uni_pool) == set(DIMS)
+    assert all(m.heads[x].l1.in_features == IE["d"] for x in DIMS)
 
 
 def test_fusion_prediction_uses_the_enhanced_features_and_unimodal_slice_is_z():

@@ -59,13 +59,14 @@ def test_inactive_options_by_variant():
         "has neither (the gate is open)"]
 
 
-def test_selfmm_heads_only_matters_with_fia():
+def test_selfmm_heads_matters_with_any_infoenh():
+    """The unimodal heads pool on their own in every InfoEnh arm (the same pooling split in every
+    arm of the host), so --selfmm-heads has an effect with InfoEnh, with or without FIA."""
     heads = {"heads": "enhanced"}
-    assert inactive_options(TrainConfig(model="selfmm", infoenh="full", model_kwargs=heads)) == []
-    assert inactive_options(TrainConfig(model="selfmm", infoenh="no_fib", model_kwargs=heads)) == []
-    for variant, switch in (("no_fia", "--no-fia"), ("plumbing", "--plumbing"), ("none", "--no-infoenh")):
-        (msg,) = inactive_options(TrainConfig(model="selfmm", infoenh=variant, model_kwargs=heads))
-        assert msg.startswith(f"--selfmm-heads has no effect with {switch}: it only matters with FIA")
+    for variant in ("full", "no_fib", "no_fia", "plumbing", "fia_uniform"):
+        assert inactive_options(TrainConfig(model="selfmm", infoenh=variant, model_kwargs=heads)) == []
+    (msg,) = inactive_options(TrainConfig(model="selfmm", infoenh="none", model_kwargs=heads))
+    assert msg.startswith("--selfmm-heads has no effect with --no-infoenh")
 
 
 def test_train_warns_once_per_inactive_option_and_ablate_does_not(tmp_path, capsys):

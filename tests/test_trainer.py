@@ -58,7 +58,10 @@ def test_each_host_learns_far_better_than_the_mean(model, variant):
     mean_mae = float(np.abs(ds["test"].labels - ds["train"].labels.mean()).mean())
     # MMSA's loop steps Self-MM on full 4-batch windows only: 2 steps per epoch on ci's 10 batches
     # (3 with the end-of-epoch step); 21 epochs give it the 42 steps that 14 gave before
-    epochs = 21 if model == "selfmm" else 14
+    # lf and misa: 20 and 22 epochs (14 before the seeded initialisation of infoenh.models.init drew
+    # other starting weights: MISA + InfoEnh was then still improving at epoch 14, MAE 0.86 x the mean's;
+    # lf + InfoEnh selected epoch 9 of 14 on the shuffled validation batches, 0.752 x)
+    epochs = {"selfmm": 21, "lf": 20, "misa": 22}[model]
     r = fit(ds, cfg(model, variant, epochs=epochs, infoenh_kwargs={"d": 32, "k": 8}), None)
     assert r["test"]["MAE"] < 0.75 * mean_mae, (r["test"], mean_mae)
     assert r["test"]["Corr"] > 0.6

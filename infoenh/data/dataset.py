@@ -12,6 +12,7 @@ An item (one clip) is a dict::
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
@@ -149,19 +150,41 @@ def collate(items: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     return batch
 
 
+EVAL_ORDERS = ("shuffled", "file")   # valid/test batches: shuffled by a seeded generator (MMSA) or in file order
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The seed of split ``split``'s shuffling generator: ``seed`` itself for ``train`` (as before),
+    60 bits of SHA-256 of ``"<seed>:<split>"`` for the others (no two splits or seeds share a stream)."""
+    if split == "train":
+        return int(seed)
+    return int(hashlib.sha256(f"{int(seed)}:{split}".encode()).hexdigest()[:15], 16)
+
+
 def make_loaders(ds: Mapping[str, Dataset], batch_size: int = 32, seed: int = 1111, num_workers: int = 0,
-                 *, drop_last: bool = False) -> Dict[str, DataLoader]:
+                 *, drop_last: bool = False, eval_order: str = "file") -> Dict[str, DataLoader]:
     """One DataLoader per split; ``train`` is shuffled by a generator seeded with ``seed``.
 
-    The same ``seed`` gives the same batch order (epoch by epoch) on every run; valid/test keep
-    file order. ``drop_last`` applies to train only.
+    The same ``seed`` gives the same batch order (epoch by epoch) on every run. ``eval_order``:
+    ``"file"`` (default here) keeps valid/test in file order; ``"shuffled"`` shuffles them too, each
+    by a generator of its own (:func:`split_seed`), as MMSA's loaders shuffle every split (the
+    trainer's default, ``TrainConfig.eval_order``): MMSA's validation loss is a mean of batch means,
+    so which clips share the short last batch changes from epoch to epoch. Every loader has a
+    ``generator`` of its own, so iterating one never draws from torch's global generator
+    (checkpoints carry their states). ``drop_last`` applies to train only.
     """
     check_positive_int(batch_size, "batch_size")
+    if eval_order not in EVAL_ORDERS:
+        raise ValueError(f"eval_order (--eval-order) must be one of {EVAL_ORDERS}, got {eval_order!r}")
     loaders = {}
     for split in ds:
         is_train = split == "train"
-        gen = torch.Generator().manual_seed(int(seed)) if is_train else None
-        loaders[split] = DataLoader(ds[split], batch_size=batch_size, shuffle=is_train, generator=gen,
+        shuffle = is_train or eval_order == "shuffled"
+        # every split has a generator of its own, shuffled or not: iterating a loader then never draws
+        # from torch's global generator (the DataLoader takes its workers' base seed from it), so the
+        # order of evaluation changes nothing in training's random draws (dropout)
+        gen = torch.Generator().manual_seed(split_seed(seed, split))
+        loaders[split] = DataLoader(ds[split], batch_size=batch_size, shuffle=shuffle, generator=gen,
                                     num_workers=num_workers, collate_fn=collate,
                                     drop_last=drop_last and is_train)
     return loaders

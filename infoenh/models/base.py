@@ -50,6 +50,16 @@ class HostOutput(NamedTuple):
     diagnostics: Dict[str, Tensor]  # InfoEnh diagnostics, 0-dim detached tensors (kept fractions, OT iterations)
 
 
+def group_value(given, name: str, default: float) -> float:
+    """An optimiser group's value: ``given`` itself (a number), ``given[name]`` (a mapping that
+    names the group), else ``default``."""
+    if given is None:
+        return default
+    if isinstance(given, Mapping):
+        return float(given[name]) if name in given else default
+    return float(given)
+
+
 def task_loss(pred: Tensor, target: Tensor, kind: str, reduction: str = "mean") -> Tensor:
     """The host's task criterion on ``pred [B]`` vs ``target [B]``: ``"l1"`` or ``"mse"``."""
     err = pred.float() - target.float()
@@ -137,14 +147,17 @@ class HostModel(nn.Module):
         return False
 
     def reads_unimodal_slice(self) -> bool:
-        """True when the unimodal heads need a pooling of their own: the host wants unimodal
-        features and FIA is on, so the enhanced rows E'_m = (z_m, E_{m->j}, E_{m->k}) mix in the
-        other modalities and only their first ``d`` columns (z_m) are unimodal."""
-        return self.wants_unimodal() and self.infoenh is not None and bool(self.infoenh.use_fia)
+        """True when the unimodal heads read the rows z_m = E'_m[..., :d] with a pooling of their
+        own: the host wants unimodal features and InfoEnh is on. With FIA the enhanced rows
+        E'_m = (z_m, E_{m->j}, E_{m->k}) mix in the other modalities and only their first ``d``
+        columns are unimodal; without FIA E'_m is z_m, and the heads still get their own pool, so
+        that every InfoEnh arm of a host pools the same way (an arm differs from its control in
+        what it names, not in how its heads pool)."""
+        return self.wants_unimodal() and self.infoenh is not None
 
     def unimodal_width(self, widths: Mapping[str, int]) -> Dict[str, int]:
-        """Width of the vectors the unimodal heads read: InfoEnh's ``d`` when they read the slice
-        z_m of FIA's output (:meth:`reads_unimodal_slice`), else what the fusion reads."""
+        """Width of the vectors the unimodal heads read: InfoEnh's ``d`` when they read z_m
+        (:meth:`reads_unimodal_slice`), else what the fusion reads."""
         if self.reads_unimodal_slice():
             return {m: int(self.infoenh.d) for m in self.modalities}
         return self.fused_width(widths)
@@ -261,11 +274,13 @@ class HostModel(nn.Module):
     def init_from_train(self, labels: Tensor, index: Tensor) -> None:
         """Hook given every training label ``[N]`` with its dataset index ``[N]`` before training."""
 
-    def param_groups(self, lr: Optional[float] = None, weight_decay: Optional[float] = None) -> list:
-        """Optimiser parameter groups with the host's learning rates (``lr`` overrides all)."""
+    def param_groups(self, lr=None, weight_decay=None) -> list:
+        """Optimiser parameter groups with the host's learning rates. ``lr`` / ``weight_decay``: a
+        number for every group, or ``{group name: value}`` (:func:`infoenh.models.settings.group_settings`;
+        a group not named keeps the host's default). One group here, ``"other"``."""
         return [{"params": [p for p in self.parameters() if p.requires_grad],
-                 "lr": lr if lr is not None else self.default_lr,
-                 "weight_decay": weight_decay if weight_decay is not None else self.default_weight_decay}]
+                 "lr": group_value(lr, "other", self.default_lr),
+                 "weight_decay": group_value(weight_decay, "other", self.default_weight_decay), "name": "other"}]
 
     default_lr = 1e-3
     default_weight_decay = 0.0

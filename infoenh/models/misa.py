@@ -24,7 +24,9 @@ masks say (padding included, steps past L_t(b) never). ``lengths="text"`` (defau
 the audio and vision masks are replaced by the prefix mask of length min(L_t(b), L_m), for the
 LSTMs and for InfoEnh alike (:meth:`MISA.check_batch`). ``lengths="own"`` reads each modality with
 its own mask (this project's earlier behaviour). Without the text modality (the missing-text
-ablation) there are no text lengths and "text" falls back to "own".
+ablation, ``no_text``) the lengths still come from the batch's text mask (the data has text, the
+model does not read it), so ``no_text`` reads the same audio and vision frames as ``baseline``
+and the comparison changes the modalities only; a batch with no text at all falls back to "own".
 
 Deviations: MMSA's MISA fine-tunes BERT by default (frozen features or fine-tuned BERT here, see
 ``--text``); the shared/private discriminator, which MMSA computes but leaves out of the loss, is
@@ -38,7 +40,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validate import MODALITIES
+from .._validate import MODALITIES, check_mask
 from .base import HostModel, task_loss
 from .encoders import StackedBiLSTM
 from .pooling import pool
@@ -137,20 +139,37 @@ class MISA(HostModel):
         n = len(self.modalities)
         self.fusion = nn.Sequential(nn.Linear(2 * n * h, n * h), nn.Dropout(dropout), nn.ReLU(), nn.Linear(n * h, 1))
 
-    def reads_text_lengths(self) -> bool:
-        """Whether audio and vision are read with the text lengths (``lengths="text"`` and a text
-        modality to take them from)."""
-        return self.lengths == "text" and "text" in self.modalities
+    def reads_text_lengths(self, batch: Optional[Mapping] = None) -> bool:
+        """Whether audio and vision are read with the text lengths: ``lengths="text"`` and text
+        lengths to take them from (the text modality, or, without it, the batch's ``text`` /
+        ``text_mask``)."""
+        if self.lengths != "text":
+            return False
+        if "text" in self.modalities or batch is None:
+            return True
+        return batch.get("text_mask") is not None or batch.get("text") is not None
 
     def check_batch(self, batch):
         """The base checks, then (``lengths="text"``) the audio and vision masks replaced by the
-        text-length prefix masks of :func:`text_length_masks`: ``{m: [B, L_m] bool}``."""
+        text-length prefix masks of :func:`text_length_masks`: ``{m: [B, L_m] bool}``. Without the
+        text modality the text lengths are read from the batch's ``text_mask`` (``text``'s length
+        when it has no mask), so the missing-text arm reads the frames its comparison arm reads."""
         masks = super().check_batch(batch)
-        if not self.reads_text_lengths():
+        if not self.reads_text_lengths(batch):
             return masks
         others = {m: int(batch[m].shape[1]) for m in self.modalities if m != "text"}
-        B = int(batch["text"].shape[0])
-        prefix = text_length_masks(masks["text"], int(batch["text"].shape[1]), others, batch["text"].device)
+        if not others:
+            return masks
+        B = int(batch[self.modalities[0]].shape[0])
+        if "text" in self.modalities:
+            text_mask, L_t = masks["text"], int(batch["text"].shape[1])
+        else:
+            text_mask = batch.get("text_mask")
+            L_t = int(text_mask.shape[1]) if text_mask is not None else int(batch["text"].shape[1])
+            if text_mask is not None:
+                text_mask = check_mask(text_mask, "batch['text_mask']", (B, L_t))
+        device = batch[self.modalities[0]].device
+        prefix = text_length_masks(None if text_mask is None else text_mask.to(device), L_t, others, device)
         masks.update({m: v.expand(B, -1).contiguous() for m, v in prefix.items()})
         return masks
 

@@ -33,8 +33,11 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence, Union
 
+import torch
+
 from .._validate import MODALITIES
 from .base import HostModel
+from .init import seeded_init
 from .late_fusion import LateFusion
 from .misa import MISA
 from .selfmm import SelfMM
@@ -50,7 +53,7 @@ TRAIN_DEFAULTS = {
              "patience": 8, "max_epochs": None, "accum_tail": "drop", "clip_at": "backward", "valid_loss": "mmsa"},
 }
 
-VARIANTS = ("full", "none", "plumbing", "no_fib", "no_fia", "fib_only", "fia_only")
+VARIANTS = ("full", "none", "plumbing", "no_fib", "no_fia", "fib_only", "fia_only", "fia_uniform", "full_uniform")
 
 
 def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Optional[dict]:
@@ -63,6 +66,9 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
     only in the gate and its loss, and from ``fia`` only in the alignment.
     ``"no_fib"`` / ``"fia_only"``: ``use_fib=False, use_infonce=False`` (FIA on the top-k
     embeddings, the paper's "w/o FIB"). ``"no_fia"`` / ``"fib_only"``: ``use_fia=False``.
+    ``"fia_uniform"`` / ``"full_uniform"``: ``fia_only`` / ``full`` with the transport plan replaced
+    by the uniform plan (``fia_plan="uniform"``: each token receives the other modality's mean),
+    FIA's width, parameters and pooling unchanged: the controls of the OT alignment itself.
     Extra ``kwargs`` (d, k, reg, alpha, ...) are passed through. A dict is returned as is.
     """
     if isinstance(variant, dict):
@@ -76,6 +82,10 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
         cfg.update(use_fib=False, use_infonce=False, use_fia=False)
     elif variant in ("no_fib", "fia_only"):
         cfg.update(use_fib=False, use_infonce=False)
+    elif variant == "fia_uniform":
+        cfg.update(use_fib=False, use_infonce=False, fia_plan="uniform")
+    elif variant == "full_uniform":
+        cfg.update(fia_plan="uniform")
     elif variant in ("no_fia", "fib_only"):
         cfg.update(use_fia=False)
     return cfg
@@ -94,7 +104,7 @@ def text_mode_defaults(name: str, text: str) -> dict:
 def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None, dict] = "none",
                 modalities: Sequence[str] = MODALITIES, n_train: Optional[int] = None,
                 infoenh_kwargs: Optional[dict] = None, text: str = "frozen", bert=None,
-                **model_kwargs) -> HostModel:
+                init_seed: Optional[int] = None, **model_kwargs) -> HostModel:
     """Build host ``name`` (``"lf"``, ``"selfmm"``, ``"misa"``) for data widths ``dims``.
 
     ``infoenh``: a variant name (see :func:`infoenh_config`), ``None`` or InfoEnh kwargs.
@@ -104,6 +114,13 @@ def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None,
     folder, default ``bert-base-uncased``). Fine-tuned Self-MM reads BERT's [CLS] state, as MMSA does,
     unless ``text_pool`` is given.
     ``model_kwargs`` override the host's own hyper-parameters.
+
+    The same start for the same seed (:mod:`infoenh.models.init`): every module's parameters are
+    drawn from ``(init_seed, its path)``, so two arms (or a host with and without InfoEnh) start
+    every module they share from the same values. ``init_seed=None`` takes one number from torch's
+    global generator (after ``torch.manual_seed(s)``: the same for every arm); the construction
+    itself leaves the global random state untouched, so training's random draws (dropout) also
+    start from the same state in every arm. BERT's pretrained weights are never re-drawn.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
@@ -116,11 +133,15 @@ def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None,
         raise ValueError(f"text must be 'frozen' or 'finetune' here (resolve 'auto' with the data first), got {text!r}")
     for key, value in text_mode_defaults(name, text).items():
         model_kwargs.setdefault(key, value)
-    if text == "frozen":
-        return MODELS[name](dims, modalities=modalities, infoenh=cfg, **model_kwargs)
-    from .bert import DEFAULT_BERT, BertText
+    if text == "finetune":
+        from .bert import DEFAULT_BERT, BertText
 
-    bert = bert if isinstance(bert, BertText) else BertText.load(bert or DEFAULT_BERT)
-    model = MODELS[name]({**dims, "text": bert.hidden_size}, modalities=modalities, infoenh=cfg, **model_kwargs)
-    model.attach_bert(bert)
+        bert = bert if isinstance(bert, BertText) else BertText.load(bert or DEFAULT_BERT)
+        dims = {**dims, "text": bert.hidden_size}
+    seed = int(torch.randint(0, 2 ** 62, (1,)).item()) if init_seed is None else int(init_seed)
+    with torch.random.fork_rng(devices=[]):       # what construction draws is re-drawn by seeded_init
+        model = MODELS[name](dims, modalities=modalities, infoenh=cfg, **model_kwargs)
+    seeded_init(model, seed)
+    if text == "finetune":
+        model.attach_bert(bert)
     return model

@@ -19,7 +19,9 @@ departs from the fused one) would be gone. Default ``heads="unimodal"``: the fus
 pooled E'_m, and the unimodal head of m (and ULGM through its features) reads z_m = E'_m[..., :d],
 the modality's own filtered rows, pooled by an attention pool of its own. ``heads="enhanced"``
 reads the pooled E'_m (what this project did before; cross-modal "unimodal" heads). Without FIA
-(the ``fib`` and ``plumbing`` arms) the enhanced sequence is z_m and both settings coincide.
+(the ``fib`` and ``plumbing`` arms) the enhanced sequence is z_m; with ``heads="unimodal"`` the
+heads still pool it with their own attention pool, so that the pooling is split the same way in
+every InfoEnh arm and ``fia - plumbing`` does not also measure a pool split.
 
 Loss (per batch): |y_M - y| + sum_m mean(w_m * |y_m - y^m|), w_m = tanh(|y^m - y|), where the
 unimodal labels y^m start at y and are moved, from the second epoch on, by ULGM.
@@ -37,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._validate import MODALITIES
-from .base import HostModel, task_loss
+from .base import HostModel, group_value, task_loss
 from .encoders import LSTMSeq
 from .pooling import last_valid, pool
 
@@ -149,7 +151,7 @@ class _Head(nn.Module):
 
 
 class SelfMM(HostModel):
-    """Self-MM host. Defaults are MMSA's MOSI configuration (``config_regression.json``, self_mm,
+    """Self-MM host. Defaults are MMSA's MOSI configuration (other datasets: :mod:`infoenh.models.settings`) (``config_regression.json``, self_mm,
     mosi): audio LSTM 16 -> 16, vision LSTM 32 -> 32, post-fusion 128, post-text 32, post-audio 16,
     post-vision 32, dropouts fusion 0.0 / text 0.1 / audio 0.1 / vision 0.0, H = 3.0.
 
@@ -248,14 +250,16 @@ class SelfMM(HostModel):
         self.ulgm.init_labels(labels, index)
 
     def param_groups(self, lr=None, weight_decay=None):
-        wd = self.default_weight_decay if weight_decay is None else weight_decay
+        """MMSA's groups: audio, vision (their encoders) and other; ``lr`` / ``weight_decay`` a
+        number for all or ``{group: value}`` (the dataset's, :mod:`infoenh.models.settings`)."""
         groups, taken = [], set()
         for m, m_lr in self.encoder_lr.items():
             if m in self.encoders:
                 ps = [p for p in self.encoders[m].parameters() if p.requires_grad]
                 taken.update(id(p) for p in ps)
-                groups.append({"params": ps, "lr": m_lr if lr is None else lr, "weight_decay": wd, "name": m})
+                groups.append({"params": ps, "lr": group_value(lr, m, m_lr),
+                               "weight_decay": group_value(weight_decay, m, self.default_weight_decay), "name": m})
         other = [p for p in self.parameters() if p.requires_grad and id(p) not in taken]
-        groups.append({"params": other, "lr": self.default_lr if lr is None else lr, "weight_decay": wd,
-                       "name": "other"})
+        groups.append({"params": other, "lr": group_value(lr, "other", self.default_lr),
+                       "weight_decay": group_value(weight_decay, "other", self.default_weight_decay), "name": "other"})
         return groups

@@ -114,7 +114,7 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
                           "host_settings": results[a]["config"].get("host_settings"),
                           "runs": [{k: r.get(k) for k in _RUN_KEYS if k in r} for r in results[a]["runs"]]}
     for a in arms:
-        for ref in references(a):
+        for ref in references(a, arms):
             doc["comparisons"][f"{a} vs {ref}"] = {
                 "arm": a, "reference": ref, "isolates": isolates(a, ref),
                 **compare_by_seed(results[ref]["runs"], results[a]["runs"], metrics, seed=0, n_boot=n_boot)}

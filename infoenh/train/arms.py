@@ -1,27 +1,43 @@
 """The ablation arms: what each one switches, and what each comparison between two of them isolates.
 
-| arm                | InfoEnh variant | what runs after the host's encoders                      | modalities |
-|--------------------|-----------------|----------------------------------------------------------|------------|
-| baseline           | none            | the host's own pooling (LSTM last state, text mean, ...) | t, a, v    |
-| plumbing           | plumbing        | projection to d, top-k with gPool scaling, attention      | t, a, v    |
-|                    |                 | pooling; gate fixed open (z = e), no InfoNCE, no FIA      |            |
-| fib                | fib_only        | plumbing + the gate and its InfoNCE loss (paper "w/o FIA")| t, a, v    |
-| fia                | fia_only        | plumbing + OT alignment, gate open (paper "w/o FIB")      | t, a, v    |
-| full               | full            | plumbing + gate + InfoNCE + FIA (paper "+InfoEnh")        | t, a, v    |
-| no_<m>             | none            | the host without modality m (paper Table 3)               | two        |
-| no_<m>_plumbing    | plumbing        | its plumbing control                                      | two        |
-| no_<m>_full        | full            | with InfoEnh                                              | two        |
+| arm                | InfoEnh variant | what runs after the host's encoders                       | modalities |
+|--------------------|-----------------|-----------------------------------------------------------|------------|
+| baseline           | none            | the host's own pooling (LSTM last state, text mean, ...)  | t, a, v    |
+| plumbing           | plumbing        | projection to d, top-k with gPool scaling, attention       | t, a, v    |
+|                    |                 | pooling; gate fixed open (z = e), no InfoNCE, no FIA       |            |
+| fib                | fib_only        | plumbing + the gate and its InfoNCE loss (paper "w/o FIA") | t, a, v    |
+| fia_uniform        | fia_uniform     | plumbing + FIA's concatenation with the uniform plan: each | t, a, v    |
+|                    |                 | token receives the other modalities' means (FIA's width)   |            |
+| fia                | fia_only        | plumbing + OT alignment, gate open (paper "w/o FIB")       | t, a, v    |
+| full_uniform       | full_uniform    | fib + FIA's concatenation with the uniform plan            | t, a, v    |
+| full               | full            | plumbing + gate + InfoNCE + FIA (paper "+InfoEnh")         | t, a, v    |
+| no_<m>             | none            | the host without modality m (paper Table 3)                | two        |
+| no_<m>_plumbing    | plumbing        | its plumbing control                                       | two        |
+| no_<m>_full        | full            | with InfoEnh                                               | two        |
 
 Why ``plumbing``: every InfoEnh arm replaces the host's pooling by InfoEnh's projection, top-k
 selection and attention pooling. Compared with ``baseline`` alone, a gain of ``fib`` or ``fia``
 could come from that change of plumbing, not from the gate or the alignment. ``plumbing`` has the
 same plumbing with the gate open and no InfoNCE and no FIA, so ``fib - plumbing`` isolates the gate
-and its loss, ``fia - plumbing`` the alignment, and ``plumbing - baseline`` the plumbing itself.
+and its loss (the gate's parameters are the only ones ``fib`` adds), and ``plumbing - baseline``
+the plumbing itself.
+
+Why ``fia_uniform`` and ``full_uniform``: FIA concatenates each modality's rows with what it
+receives from the others, so its output is M times wider and the host's fusion input (Self-MM) or
+projection (MISA, late fusion) grows with it; ``fia - plumbing`` therefore measures the alignment,
+the cross-modal context and the wider head together. ``fia_uniform`` has FIA's exact width,
+parameters and pooling, with Sinkhorn's plan replaced by the uniform plan a b^T (each token
+receives the other modality's mean): ``fia - fia_uniform`` isolates the optimal-transport alignment
+itself, ``fia_uniform - plumbing`` the cross-modal context and the width; likewise
+``full - full_uniform`` with FIB on. A control and its arm have the same parameter count except
+the part under test (``tests/test_arms.py``), every arm of a host pools the same way (Self-MM's
+unimodal heads have their own attention pool in every InfoEnh arm), and every module two arms share
+starts from the same values for the same seed (:mod:`infoenh.models.init`).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .._validate import MODALITIES
 
@@ -30,7 +46,9 @@ ARMS: Dict[str, Dict[str, Any]] = {
     "baseline": {"infoenh": "none", "drop": None, "label": "host alone (w/o InfoEnh)"},
     "plumbing": {"infoenh": "plumbing", "drop": None, "label": "gate open, no InfoNCE, no FIA"},
     "fib": {"infoenh": "fib_only", "drop": None, "label": "+FIB (w/o FIA)"},
+    "fia_uniform": {"infoenh": "fia_uniform", "drop": None, "label": "FIA's width, uniform plan (no OT), no FIB"},
     "fia": {"infoenh": "fia_only", "drop": None, "label": "+FIA (w/o FIB)"},
+    "full_uniform": {"infoenh": "full_uniform", "drop": None, "label": "FIB + FIA's width, uniform plan (no OT)"},
     "full": {"infoenh": "full", "drop": None, "label": "+InfoEnh (FIB + FIA)"},
 }
 for _m in MODALITIES:
@@ -43,15 +61,28 @@ _ISOLATES = {
     ("plumbing", "baseline"): "InfoEnh's plumbing alone (projection, top-k, gPool, attention pooling in place of "
                               "the host's pooling)",
     ("fib", "plumbing"): "FIB proper: the gate and its InfoNCE loss, plumbing held fixed",
-    ("fia", "plumbing"): "FIA proper: the OT alignment, plumbing held fixed",
-    ("full", "plumbing"): "FIB and FIA together, plumbing held fixed",
+    ("fia_uniform", "plumbing"): "the cross-modal context (each token receives the other modalities' means) and "
+                                 "FIA's wider head, no alignment",
+    ("fia", "fia_uniform"): "the OT alignment itself: Sinkhorn's plan against the uniform plan, width, parameters "
+                            "and pooling held fixed",
+    ("fia", "plumbing"): "FIA with the cross-modal context and the wider head it brings (not the alignment alone: "
+                         "see fia vs fia_uniform)",
+    ("full_uniform", "plumbing"): "FIB, the cross-modal context and FIA's wider head, no alignment",
+    ("full", "full_uniform"): "the OT alignment itself with FIB on: Sinkhorn's plan against the uniform plan, "
+                              "width, parameters and pooling held fixed",
+    ("full", "plumbing"): "FIB and FIA together (with FIA's context and wider head), plumbing held fixed",
     ("fib", "baseline"): "FIB with the plumbing change it brings (not FIB alone: see fib vs plumbing)",
     ("fia", "baseline"): "FIA with the plumbing change it brings (not FIA alone: see fia vs plumbing)",
     ("full", "baseline"): "all InfoEnh changes, plumbing included (the paper's comparison)",
+    ("fia_uniform", "baseline"): "the plumbing, the cross-modal context and FIA's wider head, no alignment",
+    ("full_uniform", "baseline"): "all InfoEnh changes except the alignment (uniform plan)",
 }
 
 
-_KIND_WORDS = {"plumbing": "InfoEnh's plumbing", "fib": "FIB", "fia": "FIA", "full": "InfoEnh (FIB + FIA)"}
+_KIND_WORDS = {"plumbing": "InfoEnh's plumbing", "fib": "FIB", "fia": "FIA", "full": "InfoEnh (FIB + FIA)",
+               "fia_uniform": "FIA's width with the uniform plan", "full_uniform": "FIB + FIA's width with the uniform plan"}
+# the uniform-plan control of an arm with FIA: what the alignment itself is measured against
+_UNIFORM_CONTROL = {"fia": "fia_uniform", "full": "full_uniform"}
 
 
 def _base_of(arm: str) -> Tuple[Optional[str], str]:
@@ -71,9 +102,11 @@ def _name(drop: Optional[str], kind: str) -> str:
     return f"no_{drop}" if kind == "baseline" else f"no_{drop}_{kind}"
 
 
-def references(arm: str) -> List[str]:
+def references(arm: str, present: Optional[Sequence[str]] = None) -> List[str]:
     """The arms ``arm`` is compared with, paired by seed: the host alone (``baseline``) and the
-    plumbing control for every InfoEnh arm; a missing-modality arm also with the full-modality
+    plumbing control for every InfoEnh arm, and, when it is among the arms run (``present``), the
+    uniform-plan control of an arm with FIA (``fia``: ``fia_uniform``; ``full``: ``full_uniform``:
+    run on request, so a grid of the paper's arms does not grow by a third); a missing-modality arm also with the full-modality
     baseline, and its InfoEnh arms with the host without that modality and its plumbing."""
     drop, kind = _base_of(arm)
     refs: List[str] = []
@@ -81,6 +114,9 @@ def references(arm: str) -> List[str]:
         refs.append(_name(drop, "baseline"))
         if kind != "plumbing":
             refs.append(_name(drop, "plumbing"))
+        control = None if present is None else _UNIFORM_CONTROL.get(kind)
+        if control is not None and _name(drop, control) in present:
+            refs.append(_name(drop, control))
     if drop is not None:
         refs.append("baseline")
     return list(dict.fromkeys(r for r in refs if r != arm))

@@ -23,6 +23,8 @@ import argparse
 import warnings
 
 from .._validate import MODALITIES
+from ..data.dataset import EVAL_ORDERS
+from ..models.settings import DATASETS
 from ..models.registry import MODELS, TRAIN_DEFAULTS
 from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
@@ -47,8 +49,18 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="batch size (default: the host's, " + ", ".join(f"{k} {v['batch_size']}" for k, v in
                                                                         TRAIN_DEFAULTS.items()) + ")")
     p.add_argument("--accum-steps", type=int, default=None, help="batches per optimiser step (default: the host's; lf 1, selfmm 4 and misa 2 as MMSA)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate for every parameter group (default: the host's)")
-    p.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: the host's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate for every parameter group but BERT's (default: the host's on the dataset)")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="weight decay for every parameter group but BERT's (default: the host's on the dataset)")
+    p.add_argument("--settings-of", choices=DATASETS, default=None,
+                   help="whose MMSA settings the host takes (batch size, per-group learning rates and weight decays, "
+                        "dropouts, loss weights; infoenh.models.settings): default told from the data (the published "
+                        "file, a path component, the feature widths; the SYNTHETIC testbed is MOSI's)")
+    p.add_argument("--group-lr", nargs="+", default=None, metavar="GROUP=LR",
+                   help="one optimiser group's learning rate, e.g. vision=1e-4 (Self-MM: audio, vision, other, bert)")
+    p.add_argument("--group-weight-decay", nargs="+", default=None, metavar="GROUP=WD",
+                   help="one optimiser group's weight decay, e.g. other=0.01")
     p.add_argument("--grad-clip", type=float, default=None, help="gradient clipping threshold, 0 = off (default: the host's)")
     p.add_argument("--lr-schedule", choices=("none", "plateau"), default="none",
                    help="none (default, MMSA) or plateau: halve the learning rate after 3 epochs without a better "
@@ -56,9 +68,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modalities", nargs="+", choices=MODALITIES, default=None,
                    help="build the model on these modalities only (missing-modality ablation)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="auto: bf16 autocast of the encoders on CUDA, fp32 on CPU; bf16: also on CPU; fp32: none. "
-                        "Heads, losses, selection and metrics are float32 in every case")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="fp32 (default, as MMSA): float32 everywhere; bf16: bf16 autocast of the encoders (BERT "
+                        "included) on any device; auto: bf16 on CUDA, fp32 on CPU. Heads, losses, selection and "
+                        "metrics are float32 in every case (benchmarks/gpu_check.sh measures bf16 against fp32)")
     p.add_argument("--no-amp", action="store_true", help="same as --precision fp32")
     p.add_argument("--text", choices=("auto", "finetune", "frozen"), default="auto",
                    help="auto: fine-tune BERT when the data has text_bert (real data), frozen features otherwise")
@@ -76,6 +89,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     t.add_argument("--valid-loss", choices=VALID_LOSSES, default=None,
                    help="the validation loss that selects the epoch: mmsa (mean of batch means rounded to 4 "
                         "decimals, as MMSA; default), batch_mean (unrounded) or sample_mean (per-sample mean)")
+    t.add_argument("--eval-order", choices=EVAL_ORDERS, default="shuffled",
+                   help="valid and test batches: shuffled (default, as MMSA's loaders, by generators seeded from the "
+                        "seed; decides which clips share the short last batch of the validation loss) or file order")
     t.add_argument("--misa-lengths", choices=HOST_OPTIONS["lengths"][2], default=None,
                    help="--model misa only: read audio and vision up to the text's length (text, MMSA's packing, "
                         "default) or with their own masks (own)")
@@ -126,6 +142,20 @@ def _model_kwargs(args) -> dict:
     return {key: _given(args, d) for key, d in dests.items() if _given(args, d) is not None}
 
 
+def _groups(values, flag: str) -> dict:
+    """``["vision=1e-4", ...]`` -> ``{"vision": 1e-4}``, with a one-line error naming ``flag``."""
+    out = {}
+    for v in values or []:
+        name, sep, num = str(v).partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = float(num)
+        except ValueError:
+            raise ValueError(f"{flag} takes GROUP=VALUE pairs such as vision=1e-4, got {v!r}") from None
+    return out
+
+
 def _config(args, infoenh: str):
     from .config import TrainConfig
 
@@ -137,6 +167,9 @@ def _config(args, infoenh: str):
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, accum_tail=args.accum_tail, clip_at=args.clip_at,
                        valid_loss=args.valid_loss, lr_schedule=args.lr_schedule, device=args.device,
+                       eval_order=args.eval_order, settings_of=args.settings_of,
+                       group_lr=_groups(args.group_lr, "--group-lr"),
+                       group_weight_decay=_groups(args.group_weight_decay, "--group-weight-decay"),
                        amp=not args.no_amp, precision=args.precision,
                        text=args.text, bert=args.bert, bert_lr=args.bert_lr, infoenh_kwargs=ie,
                        model_kwargs=_model_kwargs(args), quiet=args.quiet)
@@ -161,7 +194,8 @@ def cmd_train(args) -> int:
 
     _threads(args)
     variant = ("none" if args.no_infoenh else "plumbing" if args.plumbing else "no_fib" if args.no_fib
-               else "no_fia" if args.no_fia else "full")
+               else "no_fia" if args.no_fia else "fia_uniform" if args.fia_uniform
+               else "full_uniform" if args.full_uniform else "full")
     cfg = _config(args, variant).resolved()
     for msg in inactive_options(cfg):     # one line each on the command line
         warnings.warn(msg, InactiveOptionWarning, stacklevel=2)
@@ -204,6 +238,12 @@ def add_parser(subparsers) -> None:
     sw.add_argument("--plumbing", action="store_true",
                     help="InfoEnh's plumbing alone (projection, top-k, gPool, attention pooling; gate open, no "
                          "InfoNCE, no FIA): the control the ablations compare FIB and FIA with")
+    sw.add_argument("--fia-uniform", action="store_true",
+                    help="--no-fib with FIA's transport plan replaced by the uniform plan (each token receives the "
+                         "other modalities' means; FIA's width and parameters): the control of the OT alignment")
+    sw.add_argument("--full-uniform", action="store_true",
+                    help="InfoEnh (FIB + FIA) with the uniform plan in place of Sinkhorn's: the control of the OT "
+                         "alignment with FIB on")
     p.set_defaults(func=cmd_train, resume_hint=_RESUME)
 
     a = subparsers.add_parser("ablate", help="run the paper's ablation arms over the same seeds and compare them",

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .._validate import MODALITIES, check_modalities
+from ..data.dataset import EVAL_ORDERS
 from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
 from ..models.misa import LENGTHS
 from ..models.registry import MODELS, TRAIN_DEFAULTS, VARIANTS
+from ..models.settings import DATASETS, detect_dataset, group_settings, settings_for
 from ..models.selfmm import HEADS
 
 CLIP_MODES = ("norm", "value")
@@ -47,12 +49,24 @@ class TrainConfig:
     rounded to 4 decimals, as MMSA; every host's default), "batch_mean" (the same, unrounded) or
     "sample_mean" (the mean over samples; differs when the last batch is short).
     lr_schedule: "none" or "plateau" (ReduceLROnPlateau on validation loss, factor 0.5, patience 3).
+    eval_order: "shuffled" (default, MMSA: the valid and test batches shuffled, each split by a
+    generator seeded from ``seed``; it decides which clips share the short last batch of MMSA's
+    batch-mean validation loss) or "file" (file order, this project's earlier behaviour).
+    deterministic: deterministic kernels (CPU) and cuDNN's deterministic mode without autotuning
+    (CUDA, as MMSA's ``setup_seed``).
     device: "cpu", "cuda" or None (CUDA when available).
-    precision: "auto" (bf16 autocast on CUDA, float32 on the CPU), "bf16" (bf16 autocast on any
-    device, the CPU included) or "fp32". ``amp=False`` is the same as "fp32". Under autocast only
+    precision: "fp32" (default: float32 everywhere, as MMSA trains), "bf16" (bf16 autocast of the
+    encoders on any device, the CPU included) or "auto" (bf16 autocast on CUDA, float32 on the
+    CPU). ``amp=False`` is the same as "fp32". Under autocast only
     the encoders run in bf16: InfoEnh, the pooling, the head, the losses, the metrics and model
     selection are float32 on every device (:meth:`infoenh.models.base.HostModel.forward`).
     infoenh_kwargs / model_kwargs: passed to InfoEnh / the host.
+    settings_of: whose host settings apply (:mod:`infoenh.models.settings`, MMSA's per-dataset
+    configuration: batch size, per-group learning rates and weight decays, MISA's clipping, the
+    host's widths, dropouts and loss weights): "mosi", "mosei", "sims", or None: told from the data
+    by :func:`for_data` (``fit`` and the runners call it); resolved without data, None is MOSI's.
+    group_lr / group_weight_decay: one optimiser group's rate / decay, e.g. ``{"vision": 1e-4}``
+    (over ``lr`` / ``weight_decay``, which set every group but BERT's).
     text: "auto" (fine-tune BERT on real data that carries ``text_bert``, frozen features otherwise
     and on the SYNTHETIC testbed), "finetune" or "frozen". bert: the BERT weights (hub name or
     local folder). bert_lr: BERT's learning rate (default: the host's, Self-MM 5e-5 as MMSA).
@@ -76,8 +90,12 @@ class TrainConfig:
     lr_schedule: str = "none"
     device: Optional[str] = None
     amp: bool = True
-    precision: str = "auto"
+    precision: str = "fp32"
     deterministic: bool = True
+    eval_order: str = "shuffled"
+    settings_of: Optional[str] = None
+    group_lr: Dict[str, float] = field(default_factory=dict)
+    group_weight_decay: Dict[str, float] = field(default_factory=dict)
     num_workers: int = 0
     text: str = "auto"
     bert: str = "bert-base-uncased"
@@ -97,6 +115,11 @@ class TrainConfig:
             raise ValueError("modalities must not be empty")
         check_modalities(mods, "TrainConfig.modalities")
         d = TRAIN_DEFAULTS[self.model]
+        if self.settings_of is not None and self.settings_of not in DATASETS:
+            raise ValueError(f"--settings-of must be one of {', '.join(DATASETS)} (or left out: told from the data), "
+                             f"got {self.settings_of!r}")
+        hs = settings_for(self.model, self.settings_of)
+        d = {**d, "batch_size": hs["batch_size"], "grad_clip": hs.get("grad_clip", d["grad_clip"])}
         out = dataclasses.replace(
             self,
             modalities=tuple(m for m in MODALITIES if m in mods),
@@ -117,6 +140,9 @@ class TrainConfig:
         for name, (flag, choices) in LOOP_SWITCHES.items():
             if getattr(out, name) not in choices:
                 raise ValueError(f"{flag} must be one of {', '.join(choices)}, got {getattr(out, name)!r}")
+        out = dataclasses.replace(out, group_lr=dict(out.group_lr or {}),
+                                  group_weight_decay=dict(out.group_weight_decay or {}))
+        group_settings(out.model, out.settings_of, group_lr=out.group_lr, group_weight_decay=out.group_weight_decay)
         _check_model_kwargs(out)
         _check_numbers(out)
         if out.grad_clip is not None and out.grad_clip <= 0:
@@ -129,6 +155,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {out.precision!r}")
         if not out.amp:
             out = dataclasses.replace(out, precision="fp32", amp=True)
+        if out.eval_order not in EVAL_ORDERS:
+            raise ValueError(f"--eval-order must be one of {', '.join(EVAL_ORDERS)}, got {out.eval_order!r}")
         if out.lr_schedule not in ("none", "plateau"):
             raise ValueError(f"lr_schedule must be 'none' or 'plateau', got {out.lr_schedule!r}")
         if out.device not in (None, "cpu", "cuda") and not str(out.device).startswith("cuda:"):
@@ -195,7 +223,7 @@ HOST_OPTIONS = {
     "lengths": ("--misa-lengths", "misa", LENGTHS),
     "heads": ("--selfmm-heads", "selfmm", HEADS),
 }
-_FIA_VARIANTS = ("full", "no_fib", "fia_only")
+_FIA_VARIANTS = ("full", "no_fib", "fia_only", "fia_uniform", "full_uniform")
 
 
 def _number(v) -> bool:
@@ -211,6 +239,12 @@ def _check_numbers(c: "TrainConfig") -> None:
     for name, v, ok, rng in checks:
         if v is not None and (not _number(v) or not ok(v)):
             raise ValueError(f"--{name.replace('_', '-')} must be {rng}, got {v!r}")
+    for flag, given, ok, rng in (("--group-lr", c.group_lr, lambda v: math.isfinite(v) and v > 0, "> 0"),
+                                 ("--group-weight-decay", c.group_weight_decay, lambda v: math.isfinite(v) and v >= 0,
+                                  ">= 0")):
+        for name, v in (given or {}).items():
+            if not _number(v) or not ok(v):
+                raise ValueError(f"{flag} {name}=... must be a finite number {rng}, got {v!r}")
     for name, v in (c.infoenh_kwargs or {}).items():
         if name in _IE_RANGES and v is not None:
             ok, rng = _IE_RANGES[name]
@@ -244,14 +278,17 @@ class InactiveOptionWarning(UserWarning):
 
 # InfoEnh options (infoenh_kwargs key) by the part of InfoEnh that reads them
 _FIA_OPTIONS = ("reg", "fia_mode", "ot_iters", "ot_stop", "ot_tol", "fia_symmetric")
+_SINKHORN_OPTIONS = ("reg", "ot_iters", "ot_stop", "ot_tol", "fia_symmetric")
+_UNIFORM = ("fia_uniform", "full_uniform")
 _GATE_OPTIONS = ("straight_through", "alpha", "infonce_reduction", "tau")
 # the CLI switch that chose each InfoEnh variant
 _VARIANT_SWITCH = {"none": "--no-infoenh", "plumbing": "--plumbing", "no_fib": "--no-fib", "fia_only": "--no-fib",
-                   "no_fia": "--no-fia", "fib_only": "--no-fia"}
+                   "no_fia": "--no-fia", "fib_only": "--no-fia", "fia_uniform": "--fia-uniform",
+                   "full_uniform": "--full-uniform"}
 _NO_FIA = ("none", "plumbing", "no_fia", "fib_only")
 # the order of inactive_options' messages: the CLI's, with tau (no flag) next to alpha
 _MESSAGE_ORDER = CLI_INFOENH_OPTIONS[:4] + ("tau",) + CLI_INFOENH_OPTIONS[4:]
-_NO_GATE = ("none", "plumbing", "no_fib", "fia_only")
+_NO_GATE = ("none", "plumbing", "no_fib", "fia_only", "fia_uniform")
 
 
 def _flag(name: str) -> str:
@@ -265,7 +302,7 @@ def inactive_options(cfg: "TrainConfig") -> list:
     ``--fia-mode``, ``--ot-iters``, ``--ot-stop``, ``--ot-tol``) without FIA (``--no-fia``,
     ``--plumbing``); those of the gate and its InfoNCE loss (``--straight-through``, ``--alpha``,
     ``--infonce-reduction``, ``tau``) without them (``--no-fib``, ``--plumbing``); ``--selfmm-heads``
-    without FIA (the unimodal heads read the same rows either way). ``infoenh train`` warns with
+    with ``--no-infoenh``; Sinkhorn's options with the uniform plan. ``infoenh train`` warns with
     each (:class:`InactiveOptionWarning`); ``infoenh ablate`` does not, its arms differ on purpose."""
     variant = cfg.infoenh
     switch = _VARIANT_SWITCH.get(variant, f"--infoenh {variant}")
@@ -278,14 +315,45 @@ def inactive_options(cfg: "TrainConfig") -> list:
         elif k in _FIA_OPTIONS and variant in _NO_FIA:
             out.append(f"{_flag(k)} has no effect with {switch}: it sets FIA's optimal transport, and this run has no "
                        "FIA")
+        elif k in _SINKHORN_OPTIONS and variant in _UNIFORM:
+            out.append(f"{_flag(k)} has no effect with {switch}: it sets Sinkhorn, and this run's transport plan is "
+                       "the uniform one (no Sinkhorn)")
         elif k in _GATE_OPTIONS and variant in _NO_GATE:
             out.append(f"{_flag(k)} has no effect with {switch}: it sets FIB's gate or its InfoNCE loss, and this "
                        "run has neither (the gate is open)")
     heads = (cfg.model_kwargs or {}).get("heads")
-    if cfg.model == "selfmm" and heads is not None and variant in _NO_FIA:
-        out.append(f"--selfmm-heads has no effect with {switch}: it only matters with FIA (without FIA the "
-                   "enhanced rows are the modality's own, and both settings read the same)")
+    if cfg.model == "selfmm" and heads is not None and variant == "none":
+        out.append(f"--selfmm-heads has no effect with {switch}: it sets what the unimodal heads read after InfoEnh, "
+                   "and the host alone builds no InfoEnh")
     return out
+
+
+def host_kwargs(cfg: "TrainConfig") -> Dict[str, Any]:
+    """The host's keywords a run builds it with: the dataset's settings
+    (:func:`infoenh.models.settings.settings_for`), then ``cfg.model_kwargs`` over them."""
+    return {**settings_for(cfg.model, cfg.settings_of)["model"], **(cfg.model_kwargs or {})}
+
+
+def for_data(cfg: "TrainConfig", ds) -> "TrainConfig":
+    """``cfg`` with ``dataset`` told from ``ds`` when not given (:func:`infoenh.models.settings.detect_dataset`);
+    call it before :meth:`TrainConfig.resolved` wherever the data is known."""
+    if cfg.settings_of is not None:
+        return cfg
+    return dataclasses.replace(cfg, settings_of=detect_dataset(ds)[0])
+
+
+def dataset_settings(cfg: "TrainConfig", ds) -> Dict[str, Any]:
+    """What ``results.json`` records of the per-dataset host settings of a resolved ``cfg``: the
+    dataset, how it was told, the source, the batch size, each optimiser group's rate and decay."""
+    from ..models.settings import MMSA_CONFIG
+
+    told = "given (--settings-of)" if cfg.settings_of is not None and cfg.settings_of != detect_dataset(ds)[0] \
+        else detect_dataset(ds)[1]
+    lr, wd = group_settings(cfg.model, cfg.settings_of, lr=cfg.lr, weight_decay=cfg.weight_decay, group_lr=cfg.group_lr,
+                            group_weight_decay=cfg.group_weight_decay, bert_lr=cfg.bert_lr)
+    return {"dataset": cfg.settings_of or "mosi", "told_from": told,
+            "source": MMSA_CONFIG if cfg.model in ("selfmm", "misa") else "this project's (lf has no MMSA twin)",
+            "batch_size": cfg.batch_size, "grad_clip": cfg.grad_clip, "lr": lr, "weight_decay": wd}
 
 
 def seeds_list(seeds: Optional[Sequence[int]]) -> list:

@@ -8,6 +8,7 @@
     seeds: [1111, 1112, 1113]
     options: {epochs: 2, k: 4, d: 8} # TrainConfig fields, or InfoEnh options (k, d, reg, alpha, ...)
     host_options: {selfmm: {model_kwargs: {heads: enhanced}}}   # per host, over options
+    dataset_options: {synthetic: {misa: {batch_size: 32}}}      # per dataset and host, over both
 
 :func:`load_spec` reads and checks everything before anything runs (an unknown key, host, arm or
 option, a bad value: one :class:`GridSpecError` naming the entry and the choices). :func:`expand`
@@ -41,11 +42,11 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..models.registry import MODELS
 from .ablate import TABLE_METRICS, compare_by_seed
 from .arms import ARMS, arm_config, isolates, references, with_references
-from .config import CLI_INFOENH_OPTIONS, TrainConfig
+from .config import CLI_INFOENH_OPTIONS, TrainConfig, for_data
 
 DEFAULT_ARMS = ("baseline", "plumbing", "full")
 SPEC_KEYS = ("datasets", "synthetic_scale", "synthetic_seed", "hosts", "arms", "seeds", "options", "host_options",
-             "n_boot", "threads")
+             "n_boot", "threads", "dataset_options")
 # TrainConfig fields a spec may not set: the grid sets them (host, arm, seed) or they are logging
 _GRID_FIELDS = ("model", "infoenh", "modalities", "seed", "quiet")
 # InfoEnh options a spec may give at the top of ``options`` (they go to infoenh_kwargs)
@@ -77,6 +78,7 @@ class GridSpec:
     synthetic_seed: int = 0
     n_boot: int = 10000
     threads: Optional[int] = 1
+    dataset_options: Dict[str, Dict[str, Dict[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,9 +90,12 @@ class GridSpec:
     def labels(self) -> Dict[str, str]:
         return dataset_labels(self.datasets, self.synthetic_scale)
 
-    def config(self, host: str, arm: str, seed: int) -> TrainConfig:
-        """The TrainConfig of one run: options, then the host's options, then the arm, the seed."""
-        kw = _config_kwargs({**self.options, **self.host_options.get(host, {})})
+    def config(self, host: str, arm: str, seed: int, dataset: Optional[str] = None) -> TrainConfig:
+        """The TrainConfig of one run: options, then the host's options, then the dataset's options
+        for the host (``dataset_options``; each dataset's MMSA settings are applied from the data,
+        :mod:`infoenh.models.settings`), then the arm, the seed."""
+        per_data = self.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
+        kw = _config_kwargs({**self.options, **self.host_options.get(host, {}), **per_data})
         base = TrainConfig(model=host, seed=seed, quiet=True, **kw)
         cfg = arm_config(base, arm)
         if cfg.infoenh == "none":         # no InfoEnh: its options must not enter the run's fingerprint
@@ -214,6 +219,8 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
         if h not in hosts:
             raise GridSpecError(f"grid spec: 'host_options' names host {h!r}, which is not in hosts {hosts}")
         host_options[h] = _check_options(f"host_options.{h}", o)
+    dataset_options = _dataset_options(doc.get("dataset_options"), [str(d) for d in _list(doc, "datasets")],
+                                       datasets, hosts)
     n_boot = doc.get("n_boot", 10000)
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
         raise GridSpecError(f"grid spec: 'n_boot' must be an integer >= 1, got {n_boot!r}")
@@ -222,16 +229,41 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
         raise GridSpecError(f"grid spec: 'threads' must be an integer >= 1 or null (torch's default), got {threads!r}")
     spec = GridSpec(datasets=datasets, hosts=hosts, arms=arms, requested_arms=requested, seeds=[int(s) for s in seeds],
                     options=options, host_options=dict(host_options), synthetic_scale=scale, synthetic_seed=sseed,
-                    n_boot=n_boot, threads=threads)
-    for h in hosts:                       # every configuration checked before anything runs
-        for a in arms:
-            try:
-                cfg = spec.config(h, a, spec.seeds[0]).resolved()
-            except (TypeError, ValueError, KeyError) as e:
-                msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-                raise GridSpecError(f"grid spec: host {h}, arm {a}: {msg}") from None
-            _check_model_kwargs(h, cfg.model_kwargs)
+                    n_boot=n_boot, threads=threads, dataset_options=dataset_options)
+    for d in [None, *dataset_options]:    # every configuration checked before anything runs
+        for h in hosts:
+            for a in arms:
+                try:
+                    cfg = spec.config(h, a, spec.seeds[0], d).resolved()
+                except (TypeError, ValueError, KeyError) as e:
+                    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+                    where = f"host {h}, arm {a}" + ("" if d is None else f", dataset {d}")
+                    raise GridSpecError(f"grid spec: {where}: {msg}") from None
+                _check_model_kwargs(h, cfg.model_kwargs)
     return spec
+
+
+def _dataset_options(given, written: List[str], datasets: List[str], hosts: List[str]) -> Dict[str, Dict[str, Any]]:
+    """``dataset_options`` keyed by the datasets as the grid runs them (absolute paths): each key a
+    dataset of ``datasets`` as written, each value ``{host: {option: value}}``."""
+    if not given:
+        return {}
+    if not isinstance(given, dict):
+        raise GridSpecError(f"grid spec: 'dataset_options' must be a mapping dataset: {{host: {{option: value}}}}, "
+                            f"got {given!r}")
+    out = {}
+    for key, per_host in given.items():
+        if str(key) not in written:
+            raise GridSpecError(f"grid spec: 'dataset_options' names {key!r}, which is not in datasets {written}")
+        if not isinstance(per_host, dict):
+            raise GridSpecError(f"grid spec: 'dataset_options.{key}' must be a mapping host: {{option: value}}")
+        for h, o in per_host.items():
+            if h not in hosts:
+                raise GridSpecError(f"grid spec: 'dataset_options.{key}' names host {h!r}, which is not in hosts "
+                                    f"{hosts}")
+        out[datasets[written.index(str(key))]] = {h: _check_options(f"dataset_options.{key}.{h}", o)
+                                                  for h, o in per_host.items()}
+    return out
 
 
 def _check_model_kwargs(host: str, model_kwargs) -> None:
@@ -356,7 +388,7 @@ def stale_runs(spec: GridSpec, runs: Sequence[Run], out) -> List[tuple]:
         if stored is None:
             continue
         ds, _ = _data(spec, run.dataset)
-        fp = run_fingerprint(spec.config(run.host, run.arm, run.seed).resolved(), ds)
+        fp = run_fingerprint(for_data(spec.config(run.host, run.arm, run.seed, run.dataset), ds).resolved(), ds)
         if stored[0] != fingerprint_hash(fp):
             diff = fingerprint_diff(stored[1], fp)
             stale.append((run, diff[0] if diff else "the fingerprint differs"))
@@ -390,7 +422,7 @@ def run_one(run: Run, spec: GridSpec, out) -> Dict[str, Any]:
     try:
         if spec.threads:
             torch.set_num_threads(spec.threads)
-        cfg = spec.config(run.host, run.arm, run.seed)
+        cfg = spec.config(run.host, run.arm, run.seed, run.dataset)
         run_dir = run.folder(out)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -531,7 +563,7 @@ def build_tables(spec: GridSpec, records: Sequence[Dict[str, Any]]) -> Dict[str,
         for h in spec.hosts:
             for a in spec.arms:
                 cells[f"{lab}/{h}/{a}"] = _cell(spec, recs, lab, h, a, metrics)
-                for ref in references(a):
+                for ref in references(a, spec.arms):
                     comps[f"{lab}/{h}/{a} vs {ref}"] = _comparison(spec, recs, lab, h, a, ref, metrics)
     full_arms = [a for a in spec.arms if ARMS[a]["drop"] is None]
     drop_arms = [a for a in spec.arms if ARMS[a]["drop"] is not None]
@@ -640,7 +672,7 @@ def format_markdown(doc: Dict[str, Any]) -> str:
                     cell = doc["cells"][f"{lab}/{h}/{a}"]
                     lines.append(f"| {h} | {a} | " + " | ".join(_cell_md(cell, k) for k in metrics) + " |")
                 for a in t["arms"]:
-                    for ref in references(a):
+                    for ref in references(a, spec["arms"]):
                         if name == "table1" and ref != "baseline":
                             continue
                         key = f"{lab}/{h}/{a} vs {ref}"

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..models.registry import text_mode_defaults
 from .checkpoint import remove_leftovers, write_json
-from .config import TrainConfig, seeds_list
+from .config import TrainConfig, dataset_settings, for_data, host_kwargs, seeds_list
 from .fingerprint import fingerprint_hash, host_defaults, mismatch_error
 from .lock import folder_lock
 from .provenance import data_provenance, environment, options_changed, utc_now
@@ -105,7 +105,7 @@ def _done(run_dir: Path, cfg: TrainConfig, ds) -> Optional[Dict[str, Any]]:
     if r is None:
         _say(f"[seed {cfg.seed}] {p} is {why}; not reused: the run resumes from its checkpoint or starts again")
         return None
-    fp = run_fingerprint(cfg.resolved(), ds)
+    fp = run_fingerprint(for_data(cfg, ds).resolved(), ds)
     if r.get("fingerprint") != fingerprint_hash(fp):
         raise mismatch_error("finished result", p, r.get("fingerprint_doc"), fp)
     return r
@@ -128,11 +128,11 @@ def infoenh_settings(cfg: TrainConfig) -> Optional[Dict[str, Any]]:
 def host_settings(cfg: TrainConfig, ds) -> Dict[str, Any]:
     """Every option of the host ``cfg`` builds: its constructor's keyword defaults (less the
     arguments build_model sets: dims, modalities, InfoEnh, pooling, n_train) updated with
-    ``cfg.model_kwargs``, and the defaults :func:`infoenh.models.build_model` sets for the text mode
+    the dataset's settings and ``cfg.model_kwargs``, and the defaults :func:`infoenh.models.build_model` sets for the text mode
     (Self-MM's ``text_pool="first"``, [CLS], when BERT is fine-tuned) where not given."""
     out = host_defaults(cfg.model)
     out.update(text_mode_defaults(cfg.model, text_mode(cfg, ds)))
-    out.update(cfg.model_kwargs or {})
+    out.update(host_kwargs(cfg))                    # the dataset's settings, then model_kwargs
     return json.loads(json.dumps(out, default=str))
 
 
@@ -152,7 +152,9 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
     modalities correspond to, :func:`infoenh.train.arms.arm_of`), every option, and InfoEnh's
     resolved settings (every switch and number, defaults filled in: InfoNCE reduction, Sinkhorn
     iterations and stopping rule, ...) and the host's (``host_settings``: Self-MM's ``heads``,
-    MISA's ``lengths``, ..., defaults filled in: :func:`host_settings`); each run adds its
+    MISA's ``lengths``, ..., defaults filled in: :func:`host_settings`) and the dataset's
+    (``dataset_settings``: which dataset's MMSA settings apply and how it was told, the batch size,
+    each optimiser group's rate and decay: :func:`infoenh.train.config.dataset_settings`); each run adds its
     precision, device, wall time, peak memory and InfoEnh's diagnostics (kept fraction, OT
     convergence). A seed whose Sinkhorn converged on fewer than 90% of the OT problems is warned
     about (:class:`ConvergenceWarning`).
@@ -168,7 +170,7 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
 
     seeds = seeds_list(seeds)
     out = Path(out_dir)
-    resolved = cfg.resolved()
+    resolved = for_data(cfg, ds).resolved()
     with folder_lock(out):
         remove_leftovers(out)
         data_info = dict(data_info or {"data": "in-memory", "dataset": "SYNTHETIC" if getattr(ds, "synthetic", False)
@@ -177,6 +179,7 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
                   **{k: v for k, v in resolved.to_dict().items() if k not in ("seed", "quiet")},
                   "infoenh_settings": infoenh_settings(resolved),
                   "host_settings": host_settings(resolved, ds),
+                  "dataset_settings": dataset_settings(resolved, ds),
                   "seeds": seeds, **data_info,
                   "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
                   "std": "sample standard deviation over seeds (ddof=1)"}

@@ -27,22 +27,27 @@ def seed_everything(seed: int) -> None:
 def deterministic(enabled: bool = True, device: Optional[torch.device] = None):
     """Ask torch for deterministic kernels for the duration of the block, then restore.
 
-    On the CPU this makes a run repeatable bit for bit (same seed, same metrics). On CUDA it only
-    turns cuDNN autotuning off: full CUDA determinism needs ``CUBLAS_WORKSPACE_CONFIG`` set before
-    start-up and costs speed, so it is not forced (``warn_only`` keeps unsupported ops running).
+    On the CPU this makes a run repeatable bit for bit (same seed, same metrics). On CUDA it does
+    what MMSA's ``setup_seed`` does: cuDNN autotuning off (``cudnn.benchmark = False``) and cuDNN's
+    deterministic algorithms on (``cudnn.deterministic = True``); full CUDA determinism needs
+    ``CUBLAS_WORKSPACE_CONFIG`` set before start-up and costs speed, so it is not forced
+    (``warn_only`` keeps unsupported ops running).
     """
     prev_alg = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_bench = torch.backends.cudnn.benchmark
+    prev_det = torch.backends.cudnn.deterministic
     try:
         if enabled:
             torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
             if device is None or device.type == "cpu":
                 torch.use_deterministic_algorithms(True, warn_only=True)
         yield
     finally:
         torch.use_deterministic_algorithms(prev_alg, warn_only=prev_warn)
         torch.backends.cudnn.benchmark = prev_bench
+        torch.backends.cudnn.deterministic = prev_det
 
 
 def get_rng_state() -> Dict[str, Any]:

@@ -13,14 +13,15 @@ is MMSA's: the gradient of ``accum_steps`` batches is summed and stepped; the ba
 epoch's last full window are never stepped (``accum_tail="drop"``); MISA clips the accumulated
 gradient by value after every ``backward`` (``clip_at="backward"``); the validation loss is the
 mean of the batch means rounded to 4 decimals (``valid_loss="mmsa"``), selection and early stopping
-read that rounded value; there is no epoch cap (``epochs=None``).
+read that rounded value; there is no epoch cap (``epochs=None``); the valid and test batches are
+shuffled, as MMSA's loaders shuffle every split (``eval_order="shuffled"``, seeded generators).
 
 A run folder is written by one process at a time (:mod:`infoenh.train.lock`), and a checkpoint
 is resumed only when its fingerprint (options, data content, code: :mod:`infoenh.train.fingerprint`)
 matches; ``log.jsonl`` is rewritten from the checkpoint's history after every save.
 
 Resumable: after every epoch an atomic checkpoint holds the model, optimiser, scheduler, every
-random state (torch, CUDA, NumPy, Python and the train loader's shuffling generator), the epoch,
+random state (torch, CUDA, NumPy, Python and the loaders' shuffling generators), the epoch,
 the best weights, their metrics and the early-stopping counter. Re-running the same command
 continues where a killed run stopped and ends with the same result (bit for bit on the CPU).
 """
@@ -41,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from ..models import HostModel, build_model
 from .checkpoint import load_checkpoint, remove_leftovers, save_checkpoint, write_json, write_jsonl
-from .config import VALID_LOSSES, TrainConfig
+from .config import VALID_LOSSES, TrainConfig, for_data, host_kwargs
 from .fingerprint import fingerprint_hash, mismatch_error
 from .fingerprint import run_fingerprint as _run_fingerprint
 from .lock import folder_lock
@@ -327,13 +328,19 @@ def text_mode(cfg: TrainConfig, ds: Mapping) -> str:
 def optimizer_groups(model: HostModel, cfg: TrainConfig) -> list:
     """The host's parameter groups, with a fine-tuned BERT in groups of its own (its rate:
     ``cfg.bert_lr``, else the host's ``bert_lr``, else the host's rate)."""
-    groups = model.param_groups(cfg.lr, cfg.weight_decay)
+    from ..models.settings import group_settings
+
+    rates, decays = group_settings(cfg.model, cfg.settings_of, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                   group_lr=cfg.group_lr, group_weight_decay=cfg.group_weight_decay,
+                                   bert_lr=cfg.bert_lr)
+    groups = model.param_groups(rates, decays)
     if model.bert is None:
         return groups
     from ..models.bert import split_bert_groups
 
-    lr = cfg.bert_lr or model.bert_lr or cfg.lr or model.default_lr
-    return split_bert_groups(groups, model.bert, lr, model.bert_weight_decay)
+    # MISA (bert_lr None): BERT at the host's rate, as MMSA's single optimiser, unless --bert-lr
+    lr = cfg.bert_lr or (rates["bert"] if model.bert_lr is not None else None) or rates["other"]
+    return split_bert_groups(groups, model.bert, lr, decays["bert"])
 
 
 def _scheduler(cfg: TrainConfig, optimizer):
@@ -373,6 +380,8 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``peak_memory_bytes``: CUDA, ``torch.cuda.max_memory_allocated`` since the start of this call
     (``peak_memory_kind="cuda_max_allocated"``); CPU, the process's peak resident size
     (``"cpu_maxrss_process"``: the whole process's peak so far, not this run's alone).
+    ``n_params``: the model's parameter count (BERT included when fine-tuned): an ablation arm and
+    its control differ only in the part under test.
     ``protocol``: the training loop's settings (:func:`protocol`). ``optimizer_steps``: steps
     taken over all epochs. ``diagnostics``: InfoEnh's training diagnostics (``kept_frac_<m>``,
     ``ot_converged_frac``, ``ot_iters_mean``, ``no_negative``, ``infonce_<m>``, ...) averaged over
@@ -390,7 +399,7 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``return_model``: return ``(result, model)``, the model holding the selected epoch's weights
     (the ones the test metrics were computed with).
     """
-    cfg = cfg.resolved()
+    cfg = for_data(cfg, ds).resolved()
     log = log or ((lambda s: None) if cfg.quiet else (lambda s: print(s, flush=True)))
     _check_splits(ds)
     _check_accum(math.ceil(len(ds["train"]) / cfg.batch_size), cfg)
@@ -456,6 +465,7 @@ def peak_memory(device: torch.device) -> Dict[str, Any]:
 def protocol(cfg: TrainConfig) -> Dict[str, Any]:
     """The training loop's settings of a resolved ``cfg``, as ``results.json`` records them."""
     return {"accum_tail": cfg.accum_tail, "clip_at": cfg.clip_at, "valid_loss": cfg.valid_loss,
+            "eval_order": cfg.eval_order,
             "epochs_cap": cfg.epochs, "patience": cfg.patience, "accum_steps": cfg.accum_steps,
             "grad_clip": cfg.grad_clip, "grad_clip_mode": cfg.grad_clip_mode}
 
@@ -492,12 +502,13 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         model = build_model(cfg.model, ds["train"].dims if hasattr(ds["train"], "dims") else ds.dims,
                             infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
                             infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert,
-                            **cfg.model_kwargs).to(device)
+                            **host_kwargs(cfg)).to(device)
         labels, index = _train_labels(ds["train"])
         model.init_from_train(labels, index)
         optimizer = torch.optim.Adam(optimizer_groups(model, cfg))
         scheduler = _scheduler(cfg, optimizer)
-        loaders = make_loaders(ds, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers)
+        loaders = make_loaders(ds, batch_size=cfg.batch_size, seed=cfg.seed, num_workers=cfg.num_workers,
+                               eval_order=cfg.eval_order)
         gen = loaders["train"].generator
         if gen is None:
             raise RuntimeError("the train loader has no generator; make_loaders must seed one for resumable runs")
@@ -516,6 +527,8 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
                 scheduler.load_state_dict(ck["scheduler"])
             set_rng_state(ck["rng"])
             gen.set_state(ck["loader_generator"])
+            for split, state in (ck.get("eval_generators") or {}).items():
+                loaders[split].generator.set_state(state)
             start, best, bad = int(ck["epoch"]) + 1, ck["best"], int(ck["bad_epochs"])
             history, finished = list(ck["history"]), bool(ck["finished"])
             train_secs = float(ck.get("train_seconds", 0.0))
@@ -558,6 +571,8 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": None if scheduler is None else scheduler.state_dict(),
                     "rng": get_rng_state(), "loader_generator": gen.get_state(),
+                    "eval_generators": {sp: loaders[sp].generator.get_state() for sp in ("valid", "test")
+                                        if loaders[sp].generator is not None},
                     "best": best, "bad_epochs": bad, "history": history, "train_seconds": train_secs,
                 }, ckpt_path)
                 write_jsonl(history, run_dir / LOG)   # rewritten whole from the checkpoint's history
@@ -579,6 +594,7 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         "stopped_early": last["epoch"] - last["best_epoch"] >= cfg.patience,
         "train_seconds": round(train_secs, 3), "device": device_name(device),
         "precision": precision_label(device, cfg.autocast),
+        "n_params": sum(p.numel() for p in model.parameters()),
         "text": f"BERT fine-tuned ({cfg.bert})" if model.bert is not None else "frozen features",
         "float32": "predictions, losses, model selection and metrics (whatever autocast does)",
         "protocol": protocol(cfg),
