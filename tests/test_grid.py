@@ -115,8 +115,8 @@ def test_sequential_grid_writes_tables_and_a_second_call_skips_finished_runs(tmp
     assert json.loads((tmp_path / "G" / "grid.json").read_text())["summary"]["done"] == 8
     # what ran: the spec's hash, the options beyond each host's defaults, the seeds, the runs at the cap
     ran = doc["what_ran"]
-    assert ran["options_changed"] == {h: {"epochs": 1, "infoenh_kwargs.d": 8, "infoenh_kwargs.k": 4,
-                                          "infoenh_kwargs.ot_iters": 10} for h in ("lf", "selfmm")}
+    assert ran["options_changed"] == {"synthetic-ci": {h: {"epochs": 1, "infoenh_kwargs.d": 8, "infoenh_kwargs.k": 4,
+                                                           "infoenh_kwargs.ot_iters": 10} for h in ("lf", "selfmm")}}
     assert ran["n_seeds"] == 2 and all(ran["epoch_cap"][h]["at_cap"] == 4 == ran["epoch_cap"][h]["runs"]
                                        for h in ("lf", "selfmm"))
     assert f"Spec sha256 {ran['spec_sha256'][:12]}" in md

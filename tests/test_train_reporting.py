@@ -165,6 +165,12 @@ def test_options_changed_lists_every_option_off_the_host_defaults():
     # ot_iters 100 and heads "unimodal" spell out defaults: not changes
     assert options_changed(cfg) == {"epochs": 3, "text": "frozen", "infoenh_kwargs.k": 8}
     assert options_changed(TrainConfig(model="misa", infoenh="none", seed=7, quiet=True)) == {}
+    # a dataset's own MMSA settings are the defaults there: MOSEI's batch 32 is no change, 16 is one
+    mosei = TrainConfig(model="selfmm", settings_of="mosei")
+    assert options_changed(mosei, detected="mosei") == {}
+    assert options_changed(mosei, detected="mosi") == {"settings_of": "mosei"}      # forced on other data
+    assert options_changed(TrainConfig(model="selfmm", settings_of="mosei", batch_size=16),
+                           detected="mosei") == {"batch_size": 16}
     assert options_text({}) == "none (the host's defaults)"
     assert options_text({"epochs": 3, "text": "frozen"}) == 'epochs: 3, text: "frozen"'
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .arms import ARMS, arm_config, isolates, references, with_references
 from .checkpoint import write_json
-from .config import TrainConfig, seeds_list
+from .config import TrainConfig, for_data, seeds_list
 from .lock import folder_lock
 from .results import COLUMNS, with_kept_frac
 from .provenance import cap_count, cap_text, environment, options_changed, options_text, utc_now
@@ -100,7 +100,7 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
         "config": {**{k: v for k, v in results["baseline"]["config"].items()
                       if k not in ("infoenh", "modalities", "arm", "infoenh_settings", "host_settings")},
                    "arms": arms, "requested_arms": list(requested), "n_boot": n_boot, "n_seeds": len(seeds),
-                   "options_changed": options_changed(base), "bootstrap_min_seeds": min_bootstrap_seeds(),
+                   "options_changed": options_changed(for_data(base, ds), detected=for_data(TrainConfig(), ds).settings_of), "bootstrap_min_seeds": min_bootstrap_seeds(),
                    "test": TEST_NOTE},
         "arms": {}, "comparisons": {},
         "epoch_cap": cap_count([r for a in arms for r in results[a]["runs"]], results["baseline"]["config"]["epochs"]),

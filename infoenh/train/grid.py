@@ -490,9 +490,11 @@ def _comparison(spec, recs, label, host, arm, ref, metrics) -> Dict[str, Any]:
     return out
 
 
-def _host_base(spec: GridSpec, host: str) -> TrainConfig:
-    """The configuration the spec gives ``host`` before an arm is applied (for what ran)."""
-    return TrainConfig(model=host, quiet=True, **_config_kwargs({**spec.options, **spec.host_options.get(host, {})}))
+def _host_base(spec: GridSpec, host: str, dataset: Optional[str] = None) -> TrainConfig:
+    """The configuration the spec gives ``host`` (on ``dataset``) before an arm is applied (for what ran)."""
+    per_data = spec.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
+    return TrainConfig(model=host, quiet=True,
+                       **_config_kwargs({**spec.options, **spec.host_options.get(host, {}), **per_data}))
 
 
 def table_comparisons(doc: Dict[str, Any], name: str, label: str) -> List[str]:
@@ -501,7 +503,7 @@ def table_comparisons(doc: Dict[str, Any], name: str, label: str) -> List[str]:
     keys = []
     for h in doc["spec"]["hosts"]:
         for a in doc["tables"][name]["arms"]:
-            for ref in references(a):
+            for ref in references(a, doc["spec"]["arms"]):
                 if name == "table1" and ref != "baseline":
                     continue
                 keys.append(f"{label}/{h}/{a} vs {ref}")
@@ -537,8 +539,10 @@ def _holm(doc: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def what_ran(spec: GridSpec, records: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """``{"spec_sha256", "options_changed": {host: {...}}, "n_seeds", "epoch_cap": {host: cap_count}}``
-    of a grid: what its tables were computed from (:mod:`infoenh.train.provenance`)."""
+    """``{"spec_sha256", "options_changed": {dataset label: {host: {...}}}, "n_seeds", "epoch_cap":
+    {host: cap_count}}`` of a grid: what its tables were computed from (:mod:`infoenh.train.provenance`;
+    the options the spec sets, per dataset and host, against the host's defaults under the same
+    dataset settings: a dataset's own MMSA settings, applied from the data, are defaults)."""
     from .provenance import cap_count, options_changed, spec_hash
 
     caps = {}
@@ -546,7 +550,8 @@ def what_ran(spec: GridSpec, records: Sequence[Dict[str, Any]]) -> Dict[str, Any
         runs = [{**r, "seed": r["key"]} for r in records if r.get("host") == h and r.get("status") == "done"]
         caps[h] = cap_count(runs, _host_base(spec, h).resolved().epochs)
     return {"spec_sha256": spec_hash(spec.to_dict()),
-            "options_changed": {h: options_changed(_host_base(spec, h)) for h in spec.hosts},
+            "options_changed": {lab: {h: options_changed(_host_base(spec, h, d)) for h in spec.hosts}
+                                for d, lab in spec.labels().items()},
             "n_seeds": len(spec.seeds), "epoch_cap": caps}
 
 
@@ -629,9 +634,10 @@ def what_ran_lines(doc: Dict[str, Any]) -> List[str]:
     if not w:
         return []
     hosts = doc["spec"]["hosts"]
-    opts = {h: options_text(w["options_changed"][h]) for h in hosts}
+    opts = {f"{h} on {lab}" if len(w["options_changed"]) > 1 else h: options_text(per[h])
+            for lab, per in w["options_changed"].items() for h in hosts}
     if len(set(opts.values())) == 1:
-        options = [f"Options beyond the host's defaults (every host): {opts[hosts[0]]}."]
+        options = [f"Options beyond the host's defaults (every host): {next(iter(opts.values()))}."]
     else:
         options = [f"Options beyond the host's defaults, {h}: {o}." for h, o in opts.items()]
     caps = [f"{h}: {cap_text(w['epoch_cap'][h])}" for h in hosts]

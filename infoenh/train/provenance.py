@@ -31,28 +31,35 @@ def utc_iso(seconds_since_epoch: float) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-def options_changed(cfg) -> Dict[str, Any]:
+def options_changed(cfg, detected: Optional[str] = None) -> Dict[str, Any]:
     """Every option of the :class:`~infoenh.train.config.TrainConfig` ``cfg`` whose resolved value
-    differs from the host's default (the same host, arm and modalities with nothing set), as
-    ``{name: value}``; InfoEnh's and the host's own options as ``infoenh_kwargs.<key>`` and
-    ``model_kwargs.<key>`` (an entry spelling out a default is not a change). The arm (``infoenh``,
-    ``modalities``) and the seed are not options here: the tables name them."""
+    differs from the host's default (the same host, arm and modalities with nothing set, under the
+    same dataset's settings, ``settings_of``), as ``{name: value}``; InfoEnh's and the host's own
+    options as ``infoenh_kwargs.<key>`` and ``model_kwargs.<key>`` (an entry spelling out a default
+    is not a change). ``settings_of`` is listed when set and not the dataset ``detected`` from the
+    data (:func:`infoenh.models.settings.detect_dataset`). The arm (``infoenh``, ``modalities``)
+    and the seed are not options here: the tables name them."""
     import dataclasses
 
     from .fingerprint import normalised_config
 
+    settings = getattr(cfg, "settings_of", None)
     mine = normalised_config(json.loads(json.dumps(cfg.resolved().to_dict(), default=str)))
     default = dataclasses.replace(type(cfg)(), model=cfg.model, infoenh=cfg.infoenh, modalities=cfg.modalities)
+    if settings is not None:
+        default = dataclasses.replace(default, settings_of=settings)
     base = normalised_config(json.loads(json.dumps(default.resolved().to_dict(), default=str)))
     out: Dict[str, Any] = {}
     for k, v in mine.items():
-        if k in _NOT_OPTIONS:
+        if k in _NOT_OPTIONS or k == "settings_of":
             continue
         if isinstance(v, dict):
             b = base.get(k) or {}
             out.update({f"{k}.{kk}": vv for kk, vv in sorted(v.items()) if b.get(kk, object()) != vv})
         elif v != base.get(k):
             out[k] = v
+    if settings is not None and settings != detected:
+        out["settings_of"] = settings
     return out
 
 

@@ -184,7 +184,7 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
                   "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
                   "std": "sample standard deviation over seeds (ddof=1)"}
         fp = run_fingerprint(resolved, ds)
-        config.update(**data_provenance(ds), code=fp["code"], options_changed=options_changed(resolved),
+        config.update(**data_provenance(ds), code=fp["code"], options_changed=options_changed(resolved, detected=for_data(TrainConfig(), ds).settings_of),
                       n_seeds=len(seeds))
         meta = {"started_at": utc_now(), "environment": environment()}
         runs = []
