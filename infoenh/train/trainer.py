@@ -501,7 +501,7 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         text = text_mode(cfg, ds)
         model = build_model(cfg.model, ds["train"].dims if hasattr(ds["train"], "dims") else ds.dims,
                             infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
-                            infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert,
+                            infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert, init=cfg.init,
                             **host_kwargs(cfg)).to(device)
         labels, index = _train_labels(ds["train"])
         model.init_from_train(labels, index)
