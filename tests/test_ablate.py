@@ -205,6 +205,9 @@ def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
     assert doc["epoch_cap"]["at_cap"] == doc["epoch_cap"]["runs"] == 12      # 1 epoch: every run at the cap
     assert "Options beyond the host's defaults: epochs: 1, infoenh_kwargs.d: 8" in md
     assert "Seeds: 2. epoch cap 1: 12 of 12 runs selected the last epoch allowed (not converged" in md
+    # each arm's parameter count, in the JSON and the table: FIA's wider head has more
+    assert doc["arms"]["fia"]["n_params"] > doc["arms"]["plumbing"]["n_params"] > 0
+    assert "| arm | parameters |" in md and f"| fia | {doc['arms']['fia']['n_params']:,} |" in md
     assert doc["started_at"] <= doc["finished_at"] and doc["environment"]["versions"]["torch"] == torch.__version__
     # a second call reuses the finished runs: nothing is retrained
     monkeypatch.setattr("infoenh.train.runner.fit", lambda *a, **k: pytest.fail("retrained a finished run"))

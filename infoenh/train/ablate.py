@@ -33,7 +33,7 @@ from .stats import holm_table, min_bootstrap_seeds, paired_comparison
 
 # what ablation.json keeps of each run (results.json in the arm's folder has everything)
 _RUN_KEYS = ("seed", "best_epoch", "epochs_run", "test", "diagnostics", "wall_seconds", "peak_memory_bytes",
-             "peak_memory_kind", "optimizer_steps", "precision", "device", "started_at", "finished_at")
+             "peak_memory_kind", "optimizer_steps", "precision", "device", "started_at", "finished_at", "n_params")
 TABLE_METRICS = ("MAE", "Corr", "Mult_acc_7", "Has0_acc_2", "Non0_acc_2", "Has0_F1_score", "Non0_F1_score")
 __all__ = ["ARMS", "arm_config", "run_ablation", "format_markdown", "TABLE_METRICS"]
 
@@ -110,6 +110,7 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
         doc["arms"][a] = {"label": ARMS[a]["label"], "infoenh": ARMS[a]["infoenh"],
                           "modalities": list(arm_config(base, a).modalities),
                           "summary": results[a]["summary"]["test"], "epoch_cap": results[a]["epoch_cap"],
+                          "n_params": results[a]["runs"][0].get("n_params"),
                           "infoenh_settings": results[a]["config"].get("infoenh_settings"),
                           "host_settings": results[a]["config"].get("host_settings"),
                           "runs": [{k: r.get(k) for k in _RUN_KEYS if k in r} for r in results[a]["runs"]]}
@@ -244,17 +245,19 @@ def _mean(values) -> Optional[float]:
 
 def arm_diagnostics(arm_doc: Dict[str, Any]) -> Dict[str, Optional[float]]:
     """Mean over an arm's seeds of what its runs recorded: FIB's kept fraction (averaged over the
-    modalities), the fraction of OT problems that converged, wall time and peak memory."""
+    modalities), the fraction of OT problems that converged, wall time and peak memory; and the
+    arm's parameter count (``n_params``, the same for every seed; None in files that lack it)."""
     runs = arm_doc["runs"]
     diags = [with_kept_frac(r.get("diagnostics")) for r in runs]
-    return {"kept_frac": _mean([d.get("kept_frac") for d in diags]), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
+    return {"n_params": arm_doc.get("n_params"),
+            "kept_frac": _mean([d.get("kept_frac") for d in diags]), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
             "wall_seconds": _mean([r.get("wall_seconds") for r in runs]),
             "peak_memory_bytes": _mean([r.get("peak_memory_bytes") for r in runs])}
 
 
 def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:
     rows = {a: arm_diagnostics(doc["arms"][a]) for a in doc["config"]["arms"]}
-    if all(v is None for d in rows.values() for v in d.values()):
+    if all(v is None for d in rows.values() for k, v in d.items() if k != "n_params"):
         return []
     f = lambda v, fmt: "–" if v is None else format(v, fmt)  # noqa: E731
     kinds = {r.get("peak_memory_kind") for a in rows for r in doc["arms"][a]["runs"]}
@@ -262,10 +265,11 @@ def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:
               else "the process's peak resident memory so far (CPU: it only grows from arm to arm)")
     lines = ["", "Per arm, mean over seeds (training batches of the whole run): FIB's kept fraction, share of OT "
              "problems converged, wall time per run (without the process's one-time start-up: imports, CUDA "
-             "context; a reused run keeps the time it took when it ran), and " f"{memory}.", "",
-             "| arm | kept fraction | OT converged | wall s | peak MiB |", "|---|---|---|---|---|"]
+             "context; a reused run keeps the time it took when it ran), and " f"{memory}; and the arm's "
+             "parameter count (a control and its arm differ only in the part under test).", "",
+             "| arm | parameters | kept fraction | OT converged | wall s | peak MiB |", "|---|---|---|---|---|---|"]
     for a, d in rows.items():
         mib = None if d["peak_memory_bytes"] is None else d["peak_memory_bytes"] / 2 ** 20
-        lines.append(f"| {a} | {f(d['kept_frac'], '.3f')} | {f(d['ot_converged_frac'], '.3f')} | "
+        lines.append(f"| {a} | {f(d['n_params'], ',')} | {f(d['kept_frac'], '.3f')} | {f(d['ot_converged_frac'], '.3f')} | "
                      f"{f(d['wall_seconds'], '.1f')} | {f(mib, '.0f')} |")
     return lines
