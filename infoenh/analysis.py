@@ -397,7 +397,7 @@ def fit_and_keep(ds, cfg, run_dir=None, **fit_kwargs) -> Tuple[Any, Dict[str, An
     model = held["model"]
     res = cfg.resolved()
     loader = make_loaders(ds, batch_size=res.batch_size, seed=res.seed)["test"]
-    again = evaluate(model, loader, resolve_device(res.device), res.amp)["metrics"]
+    again = evaluate(model, loader, resolve_device(res.device), res.autocast)["metrics"]
     if not np.isclose(again["MAE"], result["test"]["MAE"], rtol=1e-3, atol=1e-4):   # loose for bf16 on CUDA
         raise RuntimeError(f"the kept model gives test MAE {again['MAE']:.6f}, fit reported "
                            f"{result['test']['MAE']:.6f}: fit no longer restores the selected weights in place")

@@ -77,8 +77,10 @@ class InfoEnh(nn.Module):
         ot_tol: the rule's threshold, a number >= 0; None (default) resolves to 1e-6 for
             ``"marginal"`` and to the paper's delta = 0.01 for ``"scaling"``.
         fia_plan: ``"sinkhorn"`` (default, the OT plan) or ``"uniform"``: the plan a b^T of the
-            same marginals, so each token receives the other modality's mean (the ablation control
-            of FIA with FIA's width, parameters and pooling: :func:`infoenh.fia.uniform_plans`).
+            same marginals (the ablation control of FIA with FIA's width, parameters and pooling:
+            :func:`infoenh.fia.uniform_plans`). In token mode each real token then receives the
+            other modality's mean over its real rows; in feature mode, where only the plan carries
+            the other modality, each row receives its own mean over the features.
 
     Input dtypes: sequences of any floating dtype (float16, bfloat16, float32, float64) are cast to
     the module's parameter dtype (float32 unless the module was converted, e.g. with ``.double()``)

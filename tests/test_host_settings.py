@@ -164,3 +164,24 @@ def test_the_cli_takes_dataset_and_group_flags():
     bad = p.parse_args(["--data", "x", "--model", "selfmm", "--out", "o", "--group-lr", "vision"])
     with pytest.raises(ValueError, match="GROUP=VALUE"):
         _config(bad, "full")
+
+
+def test_grid_specs_set_host_options_per_dataset(tmp_path):
+    from infoenh.train.grid import GridSpecError, validate_spec
+
+    mosei = tmp_path / "MOSEI" / "unaligned_50.pkl"
+    mosei.parent.mkdir()
+    mosei.write_bytes(b"")
+    spec = validate_spec({"datasets": ["synthetic", str(mosei)], "hosts": ["selfmm", "misa"], "arms": ["baseline"],
+                          "seeds": [1], "options": {"epochs": 1},
+                          "dataset_options": {str(mosei): {"selfmm": {"group_lr": {"vision": 2e-4}}}}})
+    key = str(mosei.resolve())
+    assert spec.config("selfmm", "baseline", 1, key).group_lr == {"vision": 2e-4}
+    assert spec.config("selfmm", "baseline", 1, "synthetic").group_lr == {}
+    assert spec.config("misa", "baseline", 1, key).group_lr == {}
+    with pytest.raises(GridSpecError, match="not in datasets"):
+        validate_spec({"datasets": ["synthetic"], "hosts": ["lf"], "seeds": [1],
+                       "dataset_options": {"mosei.pkl": {"lf": {"epochs": 2}}}})
+    with pytest.raises(GridSpecError, match="dataset synthetic"):
+        validate_spec({"datasets": ["synthetic"], "hosts": ["selfmm"], "seeds": [1],
+                       "dataset_options": {"synthetic": {"selfmm": {"group_lr": {"video": 1e-4}}}}})

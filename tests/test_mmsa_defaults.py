@@ -117,3 +117,20 @@ def test_misa_no_text_reads_the_same_frames_as_baseline(toy, monkeypatch):
     assert len(masks["baseline"]) == len(masks["no_text"]) == 2               # audio, vision
     for a, b in zip(masks["baseline"], masks["no_text"]):
         assert torch.equal(a, b) and torch.equal(a, prefix)
+
+
+def test_new_options_enter_the_fingerprint(toy):
+    from infoenh.train.config import for_data
+    from infoenh.train.fingerprint import fingerprint_diff, fingerprint_hash, run_fingerprint
+
+    def fp(**kw):
+        return run_fingerprint(for_data(TrainConfig(model="selfmm", **kw), toy).resolved(), toy)
+
+    base = fp()
+    for kw, key in ((dict(eval_order="file"), "config.eval_order"), (dict(settings_of="mosei"), "config.settings_of"),
+                    (dict(group_lr={"vision": 1e-4}), "config.group_lr"), (dict(precision="bf16"), "config.precision"),
+                    (dict(infoenh="fia_uniform"), "config.infoenh")):
+        other = fp(**kw)
+        assert fingerprint_hash(other) != fingerprint_hash(base)
+        assert any(line.startswith(key) for line in fingerprint_diff(base, other)), (kw, fingerprint_diff(base, other))
+    assert base["config"]["settings_of"] == "mosi"       # told from the (SYNTHETIC, MOSI-layout) data

@@ -20,7 +20,8 @@ The training loop's switches (:class:`~infoenh.train.config.TrainConfig`):
 | misa   | drop       | backward                     | mmsa       |
 
 ``lf`` is this project's teaching baseline (its values are our choice). ``selfmm`` and ``misa``
-follow MMSA's ``config_regression.json`` for MOSI (batch_size, update_epochs = gradient
+follow MMSA's ``config_regression.json`` for MOSI (other datasets, told from the data: their own
+batch size, rates, decays, dropouts and loss weights, :mod:`infoenh.models.settings`) (batch_size, update_epochs = gradient
 accumulation, learning rates, weight decays, grad_clip, early_stop = patience); MMSA's Self-MM
 trainer does not clip gradients, MMSA's MISA trainer clips by value after every ``backward``
 (``clip_at="backward"``). Both MMSA trainers loop until early stopping with no epoch cap

@@ -4,7 +4,9 @@
 |--------------------|-----------------|-----------------------------------------------------------|------------|
 | baseline           | none            | the host's own pooling (LSTM last state, text mean, ...)  | t, a, v    |
 | plumbing           | plumbing        | projection to d, top-k with gPool scaling, attention       | t, a, v    |
-|                    |                 | pooling; gate fixed open (z = e), no InfoNCE, no FIA       |            |
+|                    |                 | pooling (Self-MM: one more for its unimodal heads, as in   |            |
+|                    |                 | every InfoEnh arm); gate fixed open (z = e), no InfoNCE,   |            |
+|                    |                 | no FIA                                                     |            |
 | fib                | fib_only        | plumbing + the gate and its InfoNCE loss (paper "w/o FIA") | t, a, v    |
 | fia_uniform        | fia_uniform     | plumbing + FIA's concatenation with the uniform plan: each | t, a, v    |
 |                    |                 | token receives the other modalities' means (FIA's width)   |            |
@@ -59,7 +61,7 @@ for _m in MODALITIES:
 # what the difference (arm - reference) measures
 _ISOLATES = {
     ("plumbing", "baseline"): "InfoEnh's plumbing alone (projection, top-k, gPool, attention pooling in place of "
-                              "the host's pooling)",
+                              "the host's pooling; Self-MM's unimodal heads get an attention pool of their own)",
     ("fib", "plumbing"): "FIB proper: the gate and its InfoNCE loss, plumbing held fixed",
     ("fia_uniform", "plumbing"): "the cross-modal context (each token receives the other modalities' means) and "
                                  "FIA's wider head, no alignment",
