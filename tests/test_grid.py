@@ -130,7 +130,7 @@ def test_sequential_grid_writes_tables_and_a_second_call_skips_finished_runs(tmp
     assert "t interval (from 2 seeds: a percentile bootstrap interval needs at least 10" in md
     # a rerun with a changed option is told apart by the spec's hash
     other = validate_spec({**SPEC, "options": {**SPEC["options"], "k": 8}})
-    from infoenh.train.grid import what_ran
+    from infoenh.train.grid_report import what_ran
 
     assert what_ran(other, [])["spec_sha256"] != ran["spec_sha256"]
     assert what_ran(validate_spec(SPEC), [])["spec_sha256"] == ran["spec_sha256"]

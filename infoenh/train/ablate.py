@@ -26,8 +26,8 @@ from .arms import ARMS, arm_config, isolates, references, with_references
 from .checkpoint import write_json
 from .config import TrainConfig, for_data, seeds_list
 from .lock import folder_lock
-from .results import COLUMNS, with_kept_frac
 from .provenance import cap_count, cap_text, environment, options_changed, options_text, utc_now
+from .results import COLUMNS, with_kept_frac
 from .runner import _say, train_seeds
 from .stats import holm_table, min_bootstrap_seeds, paired_comparison
 
@@ -100,7 +100,9 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
         "config": {**{k: v for k, v in results["baseline"]["config"].items()
                       if k not in ("infoenh", "modalities", "arm", "infoenh_settings", "host_settings")},
                    "arms": arms, "requested_arms": list(requested), "n_boot": n_boot, "n_seeds": len(seeds),
-                   "options_changed": options_changed(for_data(base, ds), detected=for_data(TrainConfig(), ds).settings_of), "bootstrap_min_seeds": min_bootstrap_seeds(),
+                   "options_changed": options_changed(for_data(base, ds),
+                                                      detected=for_data(TrainConfig(), ds).settings_of),
+                   "bootstrap_min_seeds": min_bootstrap_seeds(),
                    "test": TEST_NOTE},
         "arms": {}, "comparisons": {},
         "epoch_cap": cap_count([r for a in arms for r in results[a]["runs"]], results["baseline"]["config"]["epochs"]),
@@ -183,10 +185,10 @@ def statistics_note(n_seeds: Optional[int], family: Optional[int], level: float 
             "(up to the metrics' rounding: a constant difference has no t-test).")
 
 
-def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any], extra: str = "") -> List[str]:
+def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any]) -> List[str]:
     """The lines under a table's title that say what ran."""
     return [f"Options beyond the host's defaults: {options_text(options)}.", "",
-            f"Seeds: {n_seeds}. {cap_text(cap)}.{extra}"]
+            f"Seeds: {n_seeds}. {cap_text(cap)}."]
 
 
 def format_markdown(doc: Dict[str, Any]) -> str:
