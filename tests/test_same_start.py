@@ -210,3 +210,19 @@ def test_build_model_keeps_berts_pretrained_weights_and_the_same_start_across_ar
             assert torch.equal(v, saved[k]), k
     a, b = (dict(m.named_parameters()) for m in models.values())
     assert torch.equal(a["encoders.audio.rnn.weight_ih_l0"], b["encoders.audio.rnn.weight_ih_l0"])
+
+
+def test_ablation_json_gives_each_arms_parameter_count(tmp_path):
+    from infoenh.data.synthetic import make_synthetic_splits
+    from infoenh.train.ablate import run_ablation
+    from infoenh.train.config import TrainConfig
+
+    ds = make_synthetic_splits(seed=0, sizes=(32, 16, 16), text_dim=8, text_len=6, audio_len=6, vision_len=6,
+                               audio_neg_inf_frac=0.0)
+    base = TrainConfig(model="lf", epochs=1, quiet=True, infoenh_kwargs=IE)
+    doc = run_ablation(ds, base, ["fia", "fia_uniform"], [1111, 1112], tmp_path, n_boot=50)
+    n = {a: doc["arms"][a]["n_params"] for a in doc["arms"]}
+    assert n["fia"] == n["fia_uniform"] > n["plumbing"] and n["baseline"] > 0
+    assert all(r["n_params"] == n["fia"] for r in doc["arms"]["fia"]["runs"])
+    assert "fia vs fia_uniform" in doc["comparisons"]
+    assert "alignment itself" in doc["comparisons"]["fia vs fia_uniform"]["isolates"]

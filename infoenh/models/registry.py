@@ -59,7 +59,10 @@ TRAIN_DEFAULTS = {
 # behaviour: a module built after InfoEnh's gate or FIA's layers starts elsewhere in each arm)
 INITS = ("seeded", "independent")
 
-VARIANTS = ("full", "none", "plumbing", "no_fib", "no_fia", "fib_only", "fia_only", "fia_uniform", "full_uniform")
+VARIANTS = ("full", "none", "plumbing", "no_fib", "no_fia", "fib_only", "fia_only")
+# the controls of FIA's alignment (uniform transport plan): accepted wherever a variant is
+CONTROL_VARIANTS = ("fia_uniform", "full_uniform")
+ALL_VARIANTS = VARIANTS + CONTROL_VARIANTS
 
 
 def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Optional[dict]:
@@ -81,8 +84,8 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
         return dict(variant)
     if variant is None or variant == "none":
         return None
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown InfoEnh variant {variant!r}; choose one of {VARIANTS}")
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f"unknown InfoEnh variant {variant!r}; choose one of {ALL_VARIANTS}")
     cfg = dict(kwargs)
     if variant == "plumbing":
         cfg.update(use_fib=False, use_infonce=False, use_fia=False)

@@ -112,9 +112,9 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
         doc["arms"][a] = {"label": ARMS[a]["label"], "infoenh": ARMS[a]["infoenh"],
                           "modalities": list(arm_config(base, a).modalities),
                           "summary": results[a]["summary"]["test"], "epoch_cap": results[a]["epoch_cap"],
-                          "n_params": results[a]["runs"][0].get("n_params"),
                           "infoenh_settings": results[a]["config"].get("infoenh_settings"),
                           "host_settings": results[a]["config"].get("host_settings"),
+                          "n_params": results[a]["runs"][0].get("n_params"),
                           "runs": [{k: r.get(k) for k in _RUN_KEYS if k in r} for r in results[a]["runs"]]}
     for a in arms:
         for ref in references(a, arms):

@@ -12,7 +12,7 @@ from ..data.dataset import EVAL_ORDERS
 from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
 from ..models.misa import LENGTHS
-from ..models.registry import INITS, MODELS, TRAIN_DEFAULTS, VARIANTS
+from ..models.registry import ALL_VARIANTS, INITS, MODELS, TRAIN_DEFAULTS
 from ..models.settings import DATASETS, detect_dataset, group_settings, settings_for
 from ..models.selfmm import HEADS
 
@@ -113,8 +113,8 @@ class TrainConfig:
         """A copy with the host's defaults filled in and every field checked."""
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
-        if self.infoenh not in VARIANTS:
-            raise ValueError(f"unknown InfoEnh variant {self.infoenh!r}; choose one of {VARIANTS}")
+        if self.infoenh not in ALL_VARIANTS:
+            raise ValueError(f"unknown InfoEnh variant {self.infoenh!r}; choose one of {ALL_VARIANTS}")
         mods = tuple(self.modalities)
         if not mods:
             raise ValueError("modalities must not be empty")

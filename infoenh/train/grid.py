@@ -53,7 +53,7 @@ _GRID_FIELDS = ("model", "infoenh", "modalities", "seed", "quiet")
 IE_OPTIONS = tuple(CLI_INFOENH_OPTIONS) + ("tau",)
 # what grid.json keeps of a run (the run folder's run.json has everything)
 RUN_KEYS = ("best_epoch", "epochs_run", "test", "valid", "diagnostics", "wall_seconds", "precision", "device",
-            "reused")
+            "reused", "n_params")
 
 
 class GridSpecError(ValueError):
