@@ -411,12 +411,15 @@ def ablation_differences(doc: Mapping[str, Any], metric: str, *,
     """Rows for a forest plot from an ``ablation.json`` document (:func:`infoenh.train.run_ablation`).
 
     Each row: ``comparison`` (e.g. ``"full vs baseline"``), ``label`` (human-readable), ``n``
-    (paired seeds), ``mean_diff``, ``ci_low``, ``ci_high`` (bootstrap CI; None with a single
-    seed) and ``p`` (paired t-test; None when undefined), in the metric's table units (accuracies
-    and F1 in %, as in ``ablation.md``), and ``better``: True / False when the CI lies entirely on
-    the improving / worsening side (lower MAE, higher everything else), None when it contains 0
-    or there is no CI.
+    (paired seeds), ``mean_diff``, ``ci_low``, ``ci_high`` (the interval the table shows: the
+    bootstrap one from enough seeds, else the t interval, :func:`infoenh.train.ablate.interval`;
+    None with a single seed or a constant difference), ``interval`` (``"bootstrap"``, ``"t"`` or
+    None), ``p`` (paired t-test; None when undefined) and ``p_holm`` (Holm-adjusted over the table;
+    None when absent), in the metric's table units (accuracies and F1 in %, as in ``ablation.md``),
+    and ``better``: True / False when the interval lies entirely on the improving / worsening side
+    (lower MAE, higher everything else), None when it contains 0 or there is none.
     """
+    from .train.ablate import interval
     from .train.results import COLUMNS
 
     comps = doc.get("comparisons") if isinstance(doc, Mapping) else None
@@ -441,10 +444,12 @@ def ablation_differences(doc: Mapping[str, Any], metric: str, *,
         def sc(v):
             return None if v is None else v * scale
 
-        lo, hi = sc(c["ci_low"]), sc(c["ci_high"])
+        lo, hi, kind = interval(c)
+        lo, hi = sc(lo), sc(hi)
         better = None
         if lo is not None and hi is not None and (lo > 0 or hi < 0):
             better = (hi < 0) if lower_better else (lo > 0)
         rows.append({"comparison": name, "label": label, "n": c["n"], "mean_diff": sc(c["mean_diff"]),
-                     "ci_low": lo, "ci_high": hi, "p": c["p"], "better": better})
+                     "ci_low": lo, "ci_high": hi, "interval": kind, "p": c["p"], "p_holm": c.get("p_holm"),
+                     "better": better})
     return rows

@@ -287,6 +287,14 @@ def test_ablation_differences_scales_and_flags_direction():
     assert acc["better"] is True and acc["mean_diff"] == pytest.approx(2.0) and acc["ci_high"] == pytest.approx(3.0)
     (corr,) = ablation_differences(doc, "Corr")
     assert corr["better"] is None                                                 # CI contains 0
+    assert mae["interval"] == "bootstrap" and mae["p_holm"] is None
+    # below 10 seeds there is no bootstrap interval: the t interval is used, and named
+    t_only = {"n": 3, "mean_diff": 0.02, "ci_low": None, "ci_high": None, "t_low": -0.01, "t_high": 0.05, "p": 0.2,
+              "p_holm": 0.6}
+    doc_t = {"comparisons": {"full vs baseline": {"MAE": t_only}}}
+    (row,) = ablation_differences(doc_t, "MAE")
+    assert (row["interval"], row["ci_low"], row["ci_high"], row["p_holm"]) == ("t", -0.01, 0.05, 0.6)
+    assert row["better"] is None
     with pytest.raises(KeyError, match="F1"):
         ablation_differences(doc, "F1")
     with pytest.raises(KeyError, match="unknown comparisons"):

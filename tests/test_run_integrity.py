@@ -130,7 +130,7 @@ def test_finished_seeds_are_reused_loudly_even_when_quiet(tiny_ds, tmp_path, cap
     doc = train_seeds(tiny_ds, cfg(epochs=1), [1111], tmp_path, log=lambda s: None)
     assert "reusing the finished run" in capsys.readouterr().err
     assert doc["runs"][0]["reused"] is True
-    assert doc["config"]["data_sha256"] == fpmod.content_sha256(tiny_ds)
+    assert doc["config"]["data_arrays_sha256"] == fpmod.content_sha256(tiny_ds)   # was data_sha256
 
 
 def test_run_json_that_is_a_list_is_recomputed_from_the_checkpoint(tiny_ds, tmp_path, capsys):

@@ -153,3 +153,81 @@ def test_wall_seconds_leave_out_the_one_time_start_up(tiny_ds, monkeypatch):
     elapsed = time.perf_counter() - t0
     assert len(calls) == 1
     assert r["wall_seconds"] <= elapsed - 0.9
+
+
+# ---------------------------------------------------------------------------- what ran
+
+def test_options_changed_lists_every_option_off_the_host_defaults():
+    from infoenh.train.provenance import options_changed, options_text
+
+    cfg = TrainConfig(model="selfmm", epochs=3, text="frozen", infoenh_kwargs={"k": 8, "ot_iters": 100},
+                      model_kwargs={"heads": "unimodal"})
+    # ot_iters 100 and heads "unimodal" spell out defaults: not changes
+    assert options_changed(cfg) == {"epochs": 3, "text": "frozen", "infoenh_kwargs.k": 8}
+    assert options_changed(TrainConfig(model="misa", infoenh="none", seed=7, quiet=True)) == {}
+    # a dataset's own MMSA settings are the defaults there: MOSEI's batch 32 is no change, 16 is one
+    mosei = TrainConfig(model="selfmm", settings_of="mosei")
+    assert options_changed(mosei, detected="mosei") == {}
+    assert options_changed(mosei, detected="mosi") == {"settings_of": "mosei"}      # forced on other data
+    assert options_changed(TrainConfig(model="selfmm", settings_of="mosei", batch_size=16),
+                           detected="mosei") == {"batch_size": 16}
+    assert options_text({}) == "none (the host's defaults)"
+    assert options_text({"epochs": 3, "text": "frozen"}) == 'epochs: 3, text: "frozen"'
+
+
+def test_results_and_run_json_say_what_ran(tiny_ds, tmp_path):
+    import torch
+
+    from infoenh.train.fingerprint import content_sha256
+    from infoenh.train.provenance import arrays_sha256
+
+    doc = train_seeds(tiny_ds, TrainConfig(model="lf", epochs=1, quiet=True, infoenh_kwargs={"d": 8, "k": 4}),
+                      [1111, 1112], tmp_path, log=lambda s: None)
+    run = json.loads((tmp_path / "seed_1111" / "run.json").read_text())
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    for rec in (run, on_disk):
+        env = rec["environment"]
+        assert env["versions"]["torch"] == torch.__version__ and env["versions"]["numpy"] == np.__version__
+        assert env["versions"]["python"].count(".") == 2 and env["versions"]["infoenh"]
+        assert env["threads"] == torch.get_num_threads() and isinstance(env["command_line"], list)
+        assert rec["started_at"].endswith("Z") and rec["started_at"] <= rec["finished_at"]
+        time.strptime(rec["started_at"], "%Y-%m-%dT%H:%M:%SZ")
+    cfg = on_disk["config"]
+    assert cfg["data_arrays_sha256"] == run["data_arrays_sha256"] == content_sha256(tiny_ds)
+    assert cfg["data_file_sha256"] is None and cfg["data_file_sha256_published"] is None   # generated, no file
+    assert "data_sha256" not in cfg and arrays_sha256(cfg) == content_sha256(tiny_ds)
+    assert arrays_sha256({"data_sha256": "abc"}) == "abc"                 # files written before the rename
+    assert cfg["options_changed"] == {"epochs": 1, "infoenh_kwargs.d": 8, "infoenh_kwargs.k": 4}
+    assert cfg["n_seeds"] == 2
+    assert on_disk["epoch_cap"] == {"cap": 1, "at_cap": 2, "runs": 2, "seeds_at_cap": [1111, 1112]}
+    table = format_table(doc)
+    assert "options beyond the host's defaults: epochs: 1, infoenh_kwargs.d: 8, infoenh_kwargs.k: 4" in table
+    assert "seeds: 2 | epoch cap 1: 2 of 2 runs selected the last epoch allowed (not converged" in table
+    assert "   1*  " in table and "* the last epoch allowed (--epochs 1): not converged" in table
+
+
+def test_a_file_checksum_is_recorded_with_whether_it_matched_a_published_sum(tiny_ds):
+    from infoenh.train.provenance import data_provenance
+
+    class Files(dict):
+        meta = {"checksum": "verified", "sha256": "ab" * 32, "known_as": "MOSI/Processed/unaligned_50.pkl"}
+
+    ds = Files(tiny_ds)
+    got = data_provenance(ds)
+    assert got["data_file_sha256"] == "ab" * 32 and got["data_file_sha256_published"] is True
+    assert got["data_file_sha256_matched"] == "MOSI/Processed/unaligned_50.pkl"
+    Files.meta = {"checksum": "unknown", "sha256": "cd" * 32, "known_as": None}
+    assert data_provenance(Files(tiny_ds))["data_file_sha256_published"] is False
+
+
+def test_the_cap_flag_is_the_selected_epoch_at_the_last_epoch_allowed():
+    from infoenh.train.provenance import at_cap, cap_count, cap_text
+
+    runs = [{"seed": 1, "best_epoch": 5}, {"seed": 2, "best_epoch": 3}, {"seed": 3, "best_epoch": 5}]
+    assert [at_cap(r, 5) for r in runs] == [True, False, True]
+    assert not any(at_cap(r, None) for r in runs)                          # no cap: early stopping ends every run
+    c = cap_count(runs, 5)
+    assert c == {"cap": 5, "at_cap": 2, "runs": 3, "seeds_at_cap": [1, 3]}
+    assert cap_text(c) == ("epoch cap 5: 2 of 3 runs selected the last epoch allowed (not converged: the validation "
+                           "loss was still improving)")
+    assert cap_text(cap_count(runs, None)) == "no epoch cap: all 3 runs ended by early stopping"

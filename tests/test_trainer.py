@@ -44,8 +44,9 @@ def cfg(model="lf", infoenh="full", **kw):
 
 
 def comparable(r):
-    """A result without its wall-clock and memory fields."""
-    return {k: v for k, v in r.items() if k not in ("train_seconds", "wall_seconds", "peak_memory_bytes")}
+    """A result without its wall-clock (durations, start and end times) and memory fields."""
+    return {k: v for k, v in r.items() if k not in ("train_seconds", "wall_seconds", "peak_memory_bytes", "started_at",
+                                                   "finished_at")}
 
 
 @pytest.mark.parametrize("variant", ["none", "full"])

@@ -54,6 +54,11 @@ TRAIN_DEFAULTS = {
              "patience": 8, "max_epochs": None, "accum_tail": "drop", "clip_at": "backward", "valid_loss": "mmsa"},
 }
 
+# how build_model draws the starting weights: "seeded" (every module from (seed, its path): the same start
+# for every arm) or "independent" (construction order from the global generator, this project's earlier
+# behaviour: a module built after InfoEnh's gate or FIA's layers starts elsewhere in each arm)
+INITS = ("seeded", "independent")
+
 VARIANTS = ("full", "none", "plumbing", "no_fib", "no_fia", "fib_only", "fia_only")
 # the controls of FIA's alignment (uniform transport plan): accepted wherever a variant is
 CONTROL_VARIANTS = ("fia_uniform", "full_uniform")
@@ -108,7 +113,7 @@ def text_mode_defaults(name: str, text: str) -> dict:
 def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None, dict] = "none",
                 modalities: Sequence[str] = MODALITIES, n_train: Optional[int] = None,
                 infoenh_kwargs: Optional[dict] = None, text: str = "frozen", bert=None,
-                init_seed: Optional[int] = None, **model_kwargs) -> HostModel:
+                init_seed: Optional[int] = None, init: str = "seeded", **model_kwargs) -> HostModel:
     """Build host ``name`` (``"lf"``, ``"selfmm"``, ``"misa"``) for data widths ``dims``.
 
     ``infoenh``: a variant name (see :func:`infoenh_config`), ``None`` or InfoEnh kwargs.
@@ -125,7 +130,12 @@ def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None,
     global generator (after ``torch.manual_seed(s)``: the same for every arm); the construction
     itself leaves the global random state untouched, so training's random draws (dropout) also
     start from the same state in every arm. BERT's pretrained weights are never re-drawn.
+    ``init="independent"`` builds as before that: each module drawn from the global generator in
+    construction order (no ``init_seed``), so the start of a module depends on what was built before
+    it (chapter 8 measures what that costs a paired comparison).
     """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     cfg = infoenh_config(infoenh, **(infoenh_kwargs or {}))
@@ -142,10 +152,15 @@ def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None,
 
         bert = bert if isinstance(bert, BertText) else BertText.load(bert or DEFAULT_BERT)
         dims = {**dims, "text": bert.hidden_size}
-    seed = int(torch.randint(0, 2 ** 62, (1,)).item()) if init_seed is None else int(init_seed)
-    with torch.random.fork_rng(devices=[]):       # what construction draws is re-drawn by seeded_init
+    if init == "independent":
+        if init_seed is not None:
+            raise ValueError("init_seed applies to init='seeded' only; init='independent' draws from torch's generator")
         model = MODELS[name](dims, modalities=modalities, infoenh=cfg, **model_kwargs)
-    seeded_init(model, seed)
+    else:
+        seed = int(torch.randint(0, 2 ** 62, (1,)).item()) if init_seed is None else int(init_seed)
+        with torch.random.fork_rng(devices=[]):       # what construction draws is re-drawn by seeded_init
+            model = MODELS[name](dims, modalities=modalities, infoenh=cfg, **model_kwargs)
+        seeded_init(model, seed)
     if text == "finetune":
         model.attach_bert(bert)
     return model

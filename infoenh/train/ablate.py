@@ -6,8 +6,12 @@ open, no InfoNCE, no FIA), ``fib``, ``fia``, ``full``, and the missing-modality 
 ``no_<m>_plumbing``, ``no_<m>_full`` (paper Table 3).
 
 Every InfoEnh arm is compared with the host alone and with its plumbing control, paired by seed
-(same seed, same data order): mean paired difference, paired t-test and a bootstrap CI
-(:mod:`infoenh.train.stats`). Asking for an arm runs its references too (a line on stderr names
+(same seed, same data order): mean paired difference, paired t-test with its t interval, an exact
+sign-flip test, and a bootstrap CI only from enough seeds to support one (:mod:`infoenh.train.stats`);
+every p of the table is also given Holm-adjusted over the whole table (``p_holm``,
+``p_signflip_holm``). ``ablation.json`` and ``ablation.md`` say what ran: the options that differ
+from the host's defaults, the number of seeds, and how many runs selected the last epoch allowed
+(not converged; :mod:`infoenh.train.provenance`). Asking for an arm runs its references too (a line on stderr names
 the ones added; ``ablation.json`` keeps the arms asked for as ``config.requested_arms``). Writes
 ``ablation.json`` (each comparison says what it isolates) and ``ablation.md``. One seed gives no
 paired statistics (a warning says so); ``baseline`` alone gives no comparison.
@@ -20,15 +24,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .arms import ARMS, arm_config, isolates, references, with_references
 from .checkpoint import write_json
-from .config import TrainConfig, seeds_list
+from .config import TrainConfig, for_data, seeds_list
 from .lock import folder_lock
+from .provenance import cap_count, cap_text, environment, options_changed, options_text, utc_now
 from .results import COLUMNS, with_kept_frac
 from .runner import _say, train_seeds
-from .stats import paired_comparison
+from .stats import holm_table, min_bootstrap_seeds, paired_comparison
 
 # what ablation.json keeps of each run (results.json in the arm's folder has everything)
 _RUN_KEYS = ("seed", "best_epoch", "epochs_run", "test", "diagnostics", "wall_seconds", "peak_memory_bytes",
-             "peak_memory_kind", "optimizer_steps", "precision", "device", "n_params")
+             "peak_memory_kind", "optimizer_steps", "precision", "device", "started_at", "finished_at", "n_params")
 TABLE_METRICS = ("MAE", "Corr", "Mult_acc_7", "Has0_acc_2", "Non0_acc_2", "Has0_F1_score", "Non0_F1_score")
 __all__ = ["ARMS", "arm_config", "run_ablation", "format_markdown", "TABLE_METRICS"]
 
@@ -76,7 +81,14 @@ def run_ablation(ds, base: TrainConfig, arms: Optional[Sequence[str]], seeds: Op
         return _run_arms(ds, base, arms, seeds, Path(out_dir), data_info, fresh, n_boot, log, requested)
 
 
+TEST_NOTE = ("paired t-test (scipy.stats.ttest_rel) with the t interval of the mean paired difference (arm - "
+             "reference, pairs = seeds), an exact sign-flip permutation test, and a percentile bootstrap interval "
+             "only from bootstrap_min_seeds seeds on; p_holm and p_signflip_holm: Holm-adjusted over every p of "
+             "the table (all comparisons and metrics)")
+
+
 def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, requested) -> Dict[str, Any]:
+    started = utc_now()
     results: Dict[str, Dict[str, Any]] = {}
     for a in arms:
         if log:
@@ -87,15 +99,19 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
     doc: Dict[str, Any] = {
         "config": {**{k: v for k, v in results["baseline"]["config"].items()
                       if k not in ("infoenh", "modalities", "arm", "infoenh_settings", "host_settings")},
-                   "arms": arms, "requested_arms": list(requested), "n_boot": n_boot,
-                   "test": "paired t-test (scipy.stats.ttest_rel) and percentile bootstrap CI of the mean "
-                           "paired difference (arm - reference), pairs = seeds"},
+                   "arms": arms, "requested_arms": list(requested), "n_boot": n_boot, "n_seeds": len(seeds),
+                   "options_changed": options_changed(for_data(base, ds),
+                                                      detected=for_data(TrainConfig(), ds).settings_of),
+                   "bootstrap_min_seeds": min_bootstrap_seeds(),
+                   "test": TEST_NOTE},
         "arms": {}, "comparisons": {},
+        "epoch_cap": cap_count([r for a in arms for r in results[a]["runs"]], results["baseline"]["config"]["epochs"]),
+        "started_at": started, "environment": environment(),
     }
     for a in arms:
         doc["arms"][a] = {"label": ARMS[a]["label"], "infoenh": ARMS[a]["infoenh"],
                           "modalities": list(arm_config(base, a).modalities),
-                          "summary": results[a]["summary"]["test"],
+                          "summary": results[a]["summary"]["test"], "epoch_cap": results[a]["epoch_cap"],
                           "infoenh_settings": results[a]["config"].get("infoenh_settings"),
                           "host_settings": results[a]["config"].get("host_settings"),
                           "n_params": results[a]["runs"][0].get("n_params"),
@@ -105,6 +121,8 @@ def _run_arms(ds, base, arms, seeds, out, data_info, fresh, n_boot, log, request
             doc["comparisons"][f"{a} vs {ref}"] = {
                 "arm": a, "reference": ref, "isolates": isolates(a, ref),
                 **compare_by_seed(results[ref]["runs"], results[a]["runs"], metrics, seed=0, n_boot=n_boot)}
+    doc["config"]["holm_family"] = holm_table(doc["comparisons"], metrics)
+    doc["finished_at"] = utc_now()
     write_json(doc, out / "ablation.json")
     (out / "ablation.md").write_text(format_markdown(doc))
     return doc
@@ -126,13 +144,64 @@ def _num(v, scale, signed=False) -> str:
     return (f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}")
 
 
+def interval(c: Dict[str, Any]):
+    """``(low, high, kind)`` of a comparison's interval: the bootstrap one where it is reported
+    (enough seeds), else the t interval (``kind`` ``"bootstrap"`` / ``"t"``); ``(None, None, None)``
+    when neither is defined (one seed; a constant difference)."""
+    if c.get("ci_low") is not None and c.get("ci_high") is not None:
+        return c["ci_low"], c["ci_high"], "bootstrap"
+    if c.get("t_low") is not None and c.get("t_high") is not None:
+        return c["t_low"], c["t_high"], "t"
+    return None, None, None
+
+
+def _p(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def comparison_cell(c: Dict[str, Any], scale: float) -> str:
+    """``"-0.0266 [-0.0781, +0.0249] p=0.156 (Holm 1.000; sign-flip 0.250)"``: the mean paired
+    difference, its interval (:func:`interval`), the t-test's raw p, its Holm-adjusted p and the
+    exact sign-flip p."""
+    lo, hi, _ = interval(c)
+    iv = "n/a" if lo is None else f"{_num(lo, scale, True)}, {_num(hi, scale, True)}"
+    holm = f"Holm {_p(c.get('p_holm'))}; " if "p_holm" in c else ""
+    return f"{_num(c['mean_diff'], scale, True)} [{iv}] p={_p(c['p'])} ({holm}sign-flip {_p(c.get('p_signflip'))})"
+
+
+def statistics_note(n_seeds: Optional[int], family: Optional[int], level: float = 0.95) -> str:
+    """The sentence under a table of paired differences: which interval, which p-values, how many."""
+    need = min_bootstrap_seeds(level)
+    if n_seeds is not None and n_seeds >= need:
+        iv = f"{level:.0%} percentile bootstrap interval ({n_seeds} seeds)"
+    else:
+        iv = (f"{level:.0%} t interval (from {n_seeds} seeds: a percentile bootstrap interval needs at least {need}, "
+              "below that it is too narrow, with 3 seeds just the range of the differences)")
+    sf = "" if not n_seeds else f" (the smallest p that {n_seeds} seeds can give is {min(1.0, 2 / 2 ** n_seeds):.3g})"
+    fam = "" if family is None else f" over the {family} t-test p-values of this table"
+    return (f"Paired differences (arm − reference, same seeds): mean [{iv}]; p: the paired t-test's raw p; Holm: "
+            f"that p adjusted for multiple comparisons (Holm){fam}, the one to read when scanning the table; "
+            f"sign-flip: the exact permutation test's p{sf}. p is n/a when every seed gives the same difference "
+            "(up to the metrics' rounding: a constant difference has no t-test).")
+
+
+def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any]) -> List[str]:
+    """The lines under a table's title that say what ran."""
+    return [f"Options beyond the host's defaults: {options_text(options)}.", "",
+            f"Seeds: {n_seeds}. {cap_text(cap)}."]
+
+
 def format_markdown(doc: Dict[str, Any]) -> str:
-    """Two Markdown tables: test mean ± std per arm, then paired differences with p and CI."""
+    """Two Markdown tables: test mean ± std per arm, then paired differences with their interval,
+    raw and Holm-adjusted p and the sign-flip p; above them what ran (options, seeds, epoch cap)."""
     cfg = doc["config"]
     arms = cfg["arms"]
     metrics = [k for k in TABLE_METRICS if k in doc["arms"][arms[0]]["summary"]]
-    lines: List[str] = [
-        f"# Ablation: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", "",
+    lines: List[str] = [f"# Ablation: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", ""]
+    if "options_changed" in cfg:
+        lines += what_ran(cfg["options_changed"], cfg.get("n_seeds", len(cfg.get("seeds") or [])),
+                          doc.get("epoch_cap") or cap_count([], cfg.get("epochs"))) + [""]
+    lines += [
         f"Seeds: {cfg.get('seeds')}. Test metrics at the epoch selected on validation loss; mean ± sample std "
         "over seeds (accuracies and F1 in %).", "",
         "| arm | " + " | ".join(_title(k) for k in metrics) + " |",
@@ -149,9 +218,8 @@ def format_markdown(doc: Dict[str, Any]) -> str:
         return "\n".join(lines) + "\n"
     seeds = cfg.get("seeds")
     one_seed = isinstance(seeds, (list, tuple)) and len(seeds) == 1
-    lines += ["", "Paired differences (arm − reference, same seeds): mean [95% bootstrap CI], paired t-test p. "
-              "With few seeds both are rough; p is n/a when every seed gives the same difference (up to the "
-              "metrics' rounding: a constant difference has no t-test)."]
+    n_seeds = len(seeds) if isinstance(seeds, (list, tuple)) else None
+    lines += ["", statistics_note(n_seeds, cfg.get("holm_family"))]
     if one_seed:
         lines += ["", "One seed: no paired statistics (no CI, no t-test), only the one difference. Run two or more "
                   "seeds (five for a rough test)."]
@@ -159,15 +227,7 @@ def format_markdown(doc: Dict[str, Any]) -> str:
               "|---|" + "---|" * len(metrics)]
     for name, comp in comparisons.items():
         a, ref = comp.get("arm") or name.split(" vs ")[0], comp.get("reference") or name.split(" vs ")[1]
-        cells = []
-        for k in metrics:
-            c, sc = comp[k], _scale(k)
-            p = "n/a" if c["p"] is None else f"{c['p']:.3f}"
-            if c["ci_low"] is None and c["ci_high"] is None:
-                ci = "n/a"
-            else:
-                ci = f"{_num(c['ci_low'], sc, True)}, {_num(c['ci_high'], sc, True)}"
-            cells.append(f"{_num(c['mean_diff'], sc, True)} [{ci}] p={p}")
+        cells = [comparison_cell(comp[k], _scale(k)) for k in metrics]
         lines.append(f"| {a} vs {ref} | " + " | ".join(cells) + " |")
     lines += _diagnostics_table(doc)
     lines += ["", "What each comparison isolates:", ""]
@@ -187,17 +247,19 @@ def _mean(values) -> Optional[float]:
 
 def arm_diagnostics(arm_doc: Dict[str, Any]) -> Dict[str, Optional[float]]:
     """Mean over an arm's seeds of what its runs recorded: FIB's kept fraction (averaged over the
-    modalities), the fraction of OT problems that converged, wall time and peak memory."""
+    modalities), the fraction of OT problems that converged, wall time and peak memory; and the
+    arm's parameter count (``n_params``, the same for every seed; None in files that lack it)."""
     runs = arm_doc["runs"]
     diags = [with_kept_frac(r.get("diagnostics")) for r in runs]
-    return {"kept_frac": _mean([d.get("kept_frac") for d in diags]), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
+    return {"n_params": arm_doc.get("n_params"),
+            "kept_frac": _mean([d.get("kept_frac") for d in diags]), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
             "wall_seconds": _mean([r.get("wall_seconds") for r in runs]),
             "peak_memory_bytes": _mean([r.get("peak_memory_bytes") for r in runs])}
 
 
 def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:
     rows = {a: arm_diagnostics(doc["arms"][a]) for a in doc["config"]["arms"]}
-    if all(v is None for d in rows.values() for v in d.values()):
+    if all(v is None for d in rows.values() for k, v in d.items() if k != "n_params"):
         return []
     f = lambda v, fmt: "–" if v is None else format(v, fmt)  # noqa: E731
     kinds = {r.get("peak_memory_kind") for a in rows for r in doc["arms"][a]["runs"]}
@@ -205,10 +267,11 @@ def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:
               else "the process's peak resident memory so far (CPU: it only grows from arm to arm)")
     lines = ["", "Per arm, mean over seeds (training batches of the whole run): FIB's kept fraction, share of OT "
              "problems converged, wall time per run (without the process's one-time start-up: imports, CUDA "
-             "context; a reused run keeps the time it took when it ran), and " f"{memory}.", "",
-             "| arm | kept fraction | OT converged | wall s | peak MiB |", "|---|---|---|---|---|"]
+             "context; a reused run keeps the time it took when it ran), and " f"{memory}; and the arm's "
+             "parameter count (a control and its arm differ only in the part under test).", "",
+             "| arm | parameters | kept fraction | OT converged | wall s | peak MiB |", "|---|---|---|---|---|---|"]
     for a, d in rows.items():
         mib = None if d["peak_memory_bytes"] is None else d["peak_memory_bytes"] / 2 ** 20
-        lines.append(f"| {a} | {f(d['kept_frac'], '.3f')} | {f(d['ot_converged_frac'], '.3f')} | "
+        lines.append(f"| {a} | {f(d['n_params'], ',')} | {f(d['kept_frac'], '.3f')} | {f(d['ot_converged_frac'], '.3f')} | "
                      f"{f(d['wall_seconds'], '.1f')} | {f(mib, '.0f')} |")
     return lines

@@ -92,6 +92,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     t.add_argument("--eval-order", choices=EVAL_ORDERS, default="shuffled",
                    help="valid and test batches: shuffled (default, as MMSA's loaders, by generators seeded from the "
                         "seed; decides which clips share the short last batch of the validation loss) or file order")
+    t.add_argument("--init", choices=("seeded", "independent"), default="seeded",
+                   help="starting weights: seeded (default: each module from the seed and its path, the same start "
+                        "for every arm) or independent (construction order, the earlier behaviour; to measure what "
+                        "the shared start changes)")
     t.add_argument("--misa-lengths", choices=HOST_OPTIONS["lengths"][2], default=None,
                    help="--model misa only: read audio and vision up to the text's length (text, MMSA's packing, "
                         "default) or with their own masks (own)")
@@ -167,7 +171,7 @@ def _config(args, infoenh: str):
                        accum_steps=args.accum_steps, lr=args.lr, weight_decay=args.weight_decay,
                        grad_clip=args.grad_clip, accum_tail=args.accum_tail, clip_at=args.clip_at,
                        valid_loss=args.valid_loss, lr_schedule=args.lr_schedule, device=args.device,
-                       eval_order=args.eval_order, settings_of=args.settings_of,
+                       eval_order=args.eval_order, init=args.init, settings_of=args.settings_of,
                        group_lr=_groups(args.group_lr, "--group-lr"),
                        group_weight_decay=_groups(args.group_weight_decay, "--group-weight-decay"),
                        amp=not args.no_amp, precision=args.precision,
@@ -252,5 +256,7 @@ def add_parser(subparsers) -> None:
     a.add_argument("--arms", nargs="+", choices=list(ARMS), default=None, metavar="ARM",
                    help="arms to run (default: all; each also runs the arms it is compared with): "
                         + "; ".join(f"{k} = {v['label']}" for k, v in ARMS.items()))
-    a.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples for the CI (default 10000)")
+    a.add_argument("--n-boot", type=int, default=10000,
+                   help="bootstrap resamples for the CI, which is reported from 10 seeds on (below that: the t "
+                        "interval; default 10000)")
     a.set_defaults(func=cmd_ablate, resume_hint=_RESUME)

@@ -12,7 +12,7 @@ from ..data.dataset import EVAL_ORDERS
 from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
 from ..models.misa import LENGTHS
-from ..models.registry import ALL_VARIANTS, MODELS, TRAIN_DEFAULTS
+from ..models.registry import ALL_VARIANTS, INITS, MODELS, TRAIN_DEFAULTS
 from ..models.settings import DATASETS, detect_dataset, group_settings, settings_for
 from ..models.selfmm import HEADS
 
@@ -49,6 +49,10 @@ class TrainConfig:
     rounded to 4 decimals, as MMSA; every host's default), "batch_mean" (the same, unrounded) or
     "sample_mean" (the mean over samples; differs when the last batch is short).
     lr_schedule: "none" or "plateau" (ReduceLROnPlateau on validation loss, factor 0.5, patience 3).
+    init: "seeded" (default: every module's start drawn from (seed, its path), so the arms of an
+    ablation share the start of every module they share) or "independent" (drawn in construction
+    order from the global generator, the earlier behaviour: only to measure what the shared start
+    changes; :func:`infoenh.models.build_model`).
     eval_order: "shuffled" (default, MMSA: the valid and test batches shuffled, each split by a
     generator seeded from ``seed``; it decides which clips share the short last batch of MMSA's
     batch-mean validation loss) or "file" (file order, this project's earlier behaviour).
@@ -93,6 +97,7 @@ class TrainConfig:
     precision: str = "fp32"
     deterministic: bool = True
     eval_order: str = "shuffled"
+    init: str = "seeded"
     settings_of: Optional[str] = None
     group_lr: Dict[str, float] = field(default_factory=dict)
     group_weight_decay: Dict[str, float] = field(default_factory=dict)
@@ -155,6 +160,8 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {out.precision!r}")
         if not out.amp:
             out = dataclasses.replace(out, precision="fp32", amp=True)
+        if out.init not in INITS:
+            raise ValueError(f"--init must be one of {', '.join(INITS)}, got {out.init!r}")
         if out.eval_order not in EVAL_ORDERS:
             raise ValueError(f"--eval-order must be one of {', '.join(EVAL_ORDERS)}, got {out.eval_order!r}")
         if out.lr_schedule not in ("none", "plateau"):

@@ -19,7 +19,11 @@ of the same fingerprint is reused, an interrupted one resumes from its checkpoin
 (:mod:`infoenh.train.runner`), and an exception is returned as a failed run, never raised.
 :func:`build_tables` / :func:`write_tables` write ``grid.json`` and ``grid.md``: Table 1 (each
 host with and without InfoEnh), Table 2 (the ablation arms), Table 3 (missing modalities), mean ±
-std over seeds and paired comparisons against ``baseline`` and ``plumbing``. A cell with fewer
+std over seeds and paired comparisons against ``baseline`` and ``plumbing`` (the statistics of
+``infoenh ablate``, with every p also Holm-adjusted over the comparisons of its table and dataset:
+``holm``). The tables and ``grid.png`` say what ran: the spec's hash (two grids with any option
+different have different hashes), the options beyond each host's defaults, the number of seeds and
+how many runs selected the last epoch allowed (not converged). A cell with fewer
 finished seeds than asked for is marked ``n=2/3``; one with none is ``missing``; one seed has no
 std (``null``, ``± n/a``). Before a grid runs, :func:`stale_runs` finds the run folders computed
 from other inputs than the spec gives now (the executor stops, or deletes them with ``--fresh``).
@@ -591,15 +595,21 @@ def build_tables(spec: GridSpec, records: Sequence[Dict[str, Any]]) -> Dict[str,
     failed = [{"key": r["key"], "error": r.get("error")} for r in records if r.get("status") != "done"]
     synthetic = [labels[d] for d in spec.datasets
                  if d == "synthetic" or any(r.get("synthetic") for r in records if r.get("label") == labels[d])]
-    return {"spec": spec.to_dict(), "datasets": labels, "synthetic": synthetic, "metrics": metrics, "tables": tables,
-            "cells": cells,
-            "comparisons": comps, "failed": failed,
-            "runs": sorted(records, key=lambda r: r["key"]),
-            "summary": {"runs": len(spec.datasets) * len(spec.hosts) * len(spec.arms) * len(spec.seeds),
-                        "done": len(done), "failed": len(failed)},
-            "std": "sample standard deviation over the finished seeds (ddof=1); null for a cell of one seed",
-            "test": "paired t-test and percentile bootstrap CI of the mean paired difference (arm - reference), "
-                    "pairs = seeds finished in both arms"}
+    from .ablate import TEST_NOTE
+    from .grid_report import holm_families, what_ran
+
+    doc = {"spec": spec.to_dict(), "datasets": labels, "synthetic": synthetic, "metrics": metrics, "tables": tables,
+           "cells": cells,
+           "comparisons": comps, "failed": failed,
+           "runs": sorted(records, key=lambda r: r["key"]),
+           "summary": {"runs": len(spec.datasets) * len(spec.hosts) * len(spec.arms) * len(spec.seeds),
+                       "done": len(done), "failed": len(failed)},
+           "what_ran": what_ran(spec, records),
+           "std": "sample standard deviation over the finished seeds (ddof=1); null for a cell of one seed",
+           "test": TEST_NOTE.replace("all comparisons and metrics", "the comparisons and metrics of one table and "
+                                     "dataset: holm") + "; pairs = seeds finished in both arms"}
+    doc["holm"] = holm_families(doc)
+    return doc
 
 
 def _fmt(k: str, v) -> str:
@@ -616,14 +626,17 @@ def _cell_md(cell, k) -> str:
     return s if cell["status"] == "complete" else f"{s} ({cell['status']})"
 
 
-def _comp_md(comp, k) -> str:
-    from .ablate import _num, _scale
+def _comp_md(comp, k, holm=None) -> str:
+    """A comparison's cell: mean [interval] raw p (Holm p of this table, ``holm[k]``; sign-flip p)."""
+    from .ablate import _scale, comparison_cell
 
     if not comp["n"]:
         return "missing"
-    c = comp[k]
-    p = "n/a" if c["p"] is None else f"{c['p']:.3f}"
-    s = f"{_num(c['mean_diff'], _scale(k), True)} p={p}"
+    c = dict(comp[k])
+    c.pop("p_holm", None)
+    if holm is not None and k in holm:
+        c["p_holm"] = holm[k]
+    s = comparison_cell(c, _scale(k))
     return s if comp["status"] == "complete" else f"{s} ({comp['status']})"
 
 
@@ -642,12 +655,21 @@ def format_markdown(doc: Dict[str, Any]) -> str:
              "`n=finished/asked`; one with none says `missing`. Paired differences: arm − reference over the "
              "seeds finished in both, with the paired t-test's p.", "",
              f"Runs: {doc['summary']['done']} done, {doc['summary']['failed']} failed, of {doc['summary']['runs']}."]
+    from .grid_report import shown, what_ran_lines
+
+    ran = what_ran_lines(doc)
+    if ran:
+        lines += [""] + [x for ln in ran for x in (ln, "")][:-1]
+    from .ablate import statistics_note
+
     for name in ("table1", "table2", "table3"):
         t = doc["tables"][name]
-        if not t["arms"] or (name == "table1" and t["arms"] != ["baseline", "full"]):
+        if not shown(doc, name):
             continue
         for d, lab in doc["datasets"].items():
-            lines += ["", f"## {t['title']} — {lab}", "", head, rule]
+            holm = (doc.get("holm") or {}).get(f"{name}/{lab}") or {}
+            lines += ["", f"## {t['title']} — {lab}", "",
+                      statistics_note(len(spec["seeds"]), holm.get("family")), "", head, rule]
             for h in spec["hosts"]:
                 for a in t["arms"]:
                     cell = doc["cells"][f"{lab}/{h}/{a}"]
@@ -656,8 +678,9 @@ def format_markdown(doc: Dict[str, Any]) -> str:
                     for ref in references(a, spec["arms"]):
                         if name == "table1" and ref != "baseline":
                             continue
-                        comp = doc["comparisons"][f"{lab}/{h}/{a} vs {ref}"]
-                        lines.append(f"| {h} | {a} − {ref} | " + " | ".join(_comp_md(comp, k) for k in metrics)
+                        key = f"{lab}/{h}/{a} vs {ref}"
+                        comp, adj = doc["comparisons"][key], (holm.get("p_holm") or {}).get(key, {})
+                        lines.append(f"| {h} | {a} − {ref} | " + " | ".join(_comp_md(comp, k, adj) for k in metrics)
                                      + " |")
     if doc["tables"]["table1"]["arms"] != ["baseline", "full"]:
         lines += ["", "No Table 1: it needs the arms baseline and full."]
@@ -751,6 +774,13 @@ def _figure(doc, path) -> None:
         names.append("partial (n < seeds)")
     fig.legend(handles, names, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     title = f"test {k}, mean ± std over seeds"
+    from .grid_report import what_ran_lines
+
+    ran = what_ran_lines(doc)
+    if ran:
+        import textwrap
+
+        title += "\n" + "\n".join(textwrap.fill(ln, 90) for ln in ran)
     if doc.get("synthetic"):
         title = f"{synthetic_note(doc)}\n{title}"
     fig.suptitle(title, fontsize=9)

@@ -14,7 +14,7 @@ The spec (YAML or JSON)::
     options: {epochs: 20, k: 16}     # TrainConfig fields, or InfoEnh options (k, d, reg, alpha, ...)
     host_options: {misa: {epochs: 30}}   # per host, over options
     threads: 1                       # torch threads per run (default 1; null: torch's)
-    n_boot: 10000                    # bootstrap resamples of the paired CIs
+    n_boot: 10000                    # bootstrap resamples of the paired CIs (reported from 10 seeds on)
 
 Every entry is checked before anything runs (values a run would only refuse later, such as
 ``infoenh_kwargs`` keys, ``num_workers``, ``device`` and seeds outside [0, 2^63), included). A

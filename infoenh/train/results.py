@@ -12,7 +12,14 @@
                 the InfoNCE reduction, Sinkhorn's iterations and stopping rule, ...},
                 "host_settings": {every option of the host, defaults filled in: Self-MM's "heads",
                 MISA's "lengths", ...}, "data", "dataset" (says SYNTHETIC for the testbed), ...},
-     "dataset": "..."}
+     "dataset": "...", "epoch_cap": {"cap", "at_cap", "runs", "seeds_at_cap"},
+     "started_at", "finished_at", "environment": {"versions", "threads", "command_line", "platform"}}
+
+``config`` also says what ran (:mod:`infoenh.train.provenance`): ``options_changed`` (every option
+that differs from the host's defaults), ``n_seeds``, ``data_arrays_sha256`` (the arrays' hash;
+older files call it ``data_sha256``), ``data_file_sha256`` (the file's, as ``infoenh data check``
+prints it) and ``data_file_sha256_published``. Each run (``run.json``) has its own
+``started_at``/``finished_at``, ``environment`` and data hashes.
 
 Metric keys are those of :func:`infoenh.metrics.msa_metrics`. ``std`` is the sample standard
 deviation over seeds (ddof=1; 0 for a single seed).
@@ -24,7 +31,7 @@ seeds of each one present (over the seeds that have it; ``{}`` without InfoEnh).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -76,13 +83,20 @@ def summarize(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Dict[str, f
     return out
 
 
-def results_doc(runs: Sequence[Dict[str, Any]], config: Dict[str, Any]) -> Dict[str, Any]:
+def results_doc(runs: Sequence[Dict[str, Any]], config: Dict[str, Any],
+                meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The ``results.json`` document of ``runs``; ``meta`` (``started_at``, ``finished_at``,
+    ``environment``) is added at the top level. ``epoch_cap`` counts the runs that selected the
+    last epoch allowed (``config["epochs"]``; :func:`infoenh.train.provenance.cap_count`)."""
+    from .provenance import cap_count
+
     runs = [{k: v for k, v in r.items() if k != "fingerprint_doc"} for r in runs]
     for r in runs:
         for key in ("diagnostics", "diagnostics_selected_epoch"):
             if isinstance(r.get(key), dict):
                 r[key] = with_kept_frac(r[key])
-    return {"runs": runs, "summary": summarize(runs), "config": config, "dataset": config.get("dataset", "")}
+    return {"runs": runs, "summary": summarize(runs), "config": config, "dataset": config.get("dataset", ""),
+            "epoch_cap": cap_count(runs, config.get("epochs")), **(meta or {})}
 
 
 def _fmt(v: float, scale: float) -> str:
@@ -99,9 +113,16 @@ def format_table(doc: Dict[str, Any], split: str = "test") -> str:
     if "text" in first or "precision" in first:
         title += f"\ntext: {first.get('text', '?')} | precision: {first.get('precision', '?')} | device: " \
                  f"{first.get('device', '?')}"
+    from .provenance import at_cap, cap_count, cap_text, options_text
+
+    cap = cfg.get("epochs")
+    if "options_changed" in cfg:
+        title += f"\noptions beyond the host's defaults: {options_text(cfg['options_changed'])}"
+    title += f"\nseeds: {len(doc['runs'])} | {cap_text(doc.get('epoch_cap') or cap_count(doc['runs'], cap))}"
     cols = [c for c in COLUMNS if c[0] in doc["runs"][0][split]]
     head = ["seed", "best ep"] + [c[1] for c in cols]
-    rows = [[str(r["seed"]), str(r["best_epoch"])] + [_fmt(r[split][k], s) for k, _, s in cols] for r in doc["runs"]]
+    rows = [[str(r["seed"]), f"{r['best_epoch']}{'*' if at_cap(r, cap) else ''}"]
+            + [_fmt(r[split][k], s) for k, _, s in cols] for r in doc["runs"]]
     summ = doc["summary"][split]
     rows.append(["mean±std", ""] + [f"{_fmt(summ[k]['mean'], s)}±{_fmt(summ[k]['std'], s)}" for k, _, s in cols])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
@@ -109,4 +130,6 @@ def format_table(doc: Dict[str, Any], split: str = "test") -> str:
     out = [title, f"{split} metrics at the epoch selected on validation loss (accuracies/F1 in %)",
            line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
+    if any(at_cap(r, cap) for r in doc["runs"]):
+        out.append(f"* the last epoch allowed (--epochs {cap}): not converged, the validation loss was still improving")
     return "\n".join(out)

@@ -26,6 +26,7 @@ from .checkpoint import remove_leftovers, write_json
 from .config import TrainConfig, dataset_settings, for_data, host_kwargs, seeds_list
 from .fingerprint import fingerprint_hash, host_defaults, mismatch_error
 from .lock import folder_lock
+from .provenance import data_provenance, environment, options_changed, utc_now
 from .results import format_table, results_doc
 from .trainer import RUN_JSON, fit, run_fingerprint, text_mode
 
@@ -166,7 +167,15 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
     each optimiser group's rate and decay: :func:`infoenh.train.config.dataset_settings`); each run adds its
     precision, device, wall time, peak memory and InfoEnh's diagnostics (kept fraction, OT
     convergence). A seed whose Sinkhorn converged on fewer than 90% of the OT problems is warned
-    about (:class:`ConvergenceWarning`)."""
+    about (:class:`ConvergenceWarning`).
+
+    What ran (:mod:`infoenh.train.provenance`): ``config.options_changed`` (every option that
+    differs from the host's defaults), ``config.n_seeds``, the data's two hashes named plainly
+    (``data_arrays_sha256``, the arrays; ``data_file_sha256``, the file, as ``infoenh data check``
+    prints it) and ``data_file_sha256_published`` (whether it matched a published sum); the
+    document's ``started_at``/``finished_at`` (UTC ISO) and ``environment`` (versions of Python,
+    torch, numpy and infoenh, torch's thread count, the command line); ``epoch_cap`` counts the runs
+    that selected the last epoch allowed (not converged)."""
     from .arms import arm_of
 
     seeds = seeds_list(seeds)
@@ -185,7 +194,9 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
                   "selection": "lowest validation task loss; test evaluated once, for the selected epoch",
                   "std": "sample standard deviation over seeds (ddof=1)"}
         fp = run_fingerprint(resolved, ds)
-        config.update(data_sha256=fp["data"]["content_sha256"], code=fp["code"])
+        config.update(**data_provenance(ds), code=fp["code"], options_changed=options_changed(resolved, detected=for_data(TrainConfig(), ds).settings_of),
+                      n_seeds=len(seeds))
+        meta = {"started_at": utc_now(), "environment": environment()}
         runs = []
         for s in seeds:
             run_cfg = dataclasses.replace(cfg, seed=s)
@@ -201,8 +212,9 @@ def train_seeds(ds, cfg: TrainConfig, seeds: Optional[Sequence[int]], out_dir, *
                 r = {**r, "reused": True}
             runs.append(r)
             _check_convergence(r, s)
-            write_json(results_doc(runs, config), out / "results.json")
-        return results_doc(runs, config)
+            doc = results_doc(runs, config, {**meta, "finished_at": utc_now()})
+            write_json(doc, out / "results.json")
+        return doc
 
 
 __all__ = ["SYNTHETIC_SCALES", "load_data", "train_seeds", "format_table", "host_settings", "ConvergenceWarning"]

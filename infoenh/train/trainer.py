@@ -46,6 +46,7 @@ from .config import VALID_LOSSES, TrainConfig, for_data, host_kwargs
 from .fingerprint import fingerprint_hash, mismatch_error
 from .fingerprint import run_fingerprint as _run_fingerprint
 from .lock import folder_lock
+from .provenance import run_metadata
 from .seeding import deterministic, get_rng_state, seed_everything, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
@@ -406,7 +407,8 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
         {"seed", "best_epoch", "valid": {metric: float}, "test": {metric: float},
          "valid_loss", "test_loss", "epochs_run", "stopped_early", "train_seconds", "history",
          "wall_seconds", "peak_memory_bytes", "peak_memory_kind", "protocol", "optimizer_steps",
-         "diagnostics", "diagnostics_selected_epoch", ...}
+         "diagnostics", "diagnostics_selected_epoch", "started_at", "finished_at", "environment",
+         "data_arrays_sha256", "data_file_sha256", ...}
 
     ``valid_loss``: the selection value of the selected epoch (``cfg.valid_loss``: rounded to 4
     decimals by default, as MMSA); ``test_loss`` is the same measure on ``test``.
@@ -425,7 +427,9 @@ def fit(ds: Mapping, cfg: TrainConfig, run_dir=None, *, resume: bool = True,
     ``ot_converged_frac``, ``ot_iters_mean``, ``no_negative``, ``infonce_<m>``, ...) averaged over
     every training batch of the run: the mean over epochs of the epoch means, which is the batch
     mean since every epoch has the same batches; ``diagnostics_selected_epoch``: the selected
-    epoch's means. Both are ``{}`` without InfoEnh.
+    epoch's means. Both are ``{}`` without InfoEnh. ``started_at``/``finished_at`` (UTC ISO),
+    ``environment`` (versions, threads, command line) and the data's hashes:
+    :func:`infoenh.train.provenance.run_metadata`.
 
     ``run_dir``: where the checkpoint, ``log.jsonl`` and ``run.json`` go (None: nothing written,
     no resume). ``resume``: continue from ``run_dir/checkpoint.pt`` when its configuration matches.
@@ -537,7 +541,7 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         text = text_mode(cfg, ds)
         model = build_model(cfg.model, ds["train"].dims if hasattr(ds["train"], "dims") else ds.dims,
                             infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
-                            infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert,
+                            infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert, init=cfg.init,
                             **host_kwargs(cfg)).to(device)
         labels, index = _train_labels(ds["train"])
         model.init_from_train(labels, index)
@@ -643,6 +647,7 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
                      "optimizer_steps": h["train"].get("optimizer_steps")} for h in history],
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         **peak_memory(device),
+        **run_metadata(ds, t_start),      # times, versions, threads, command line, data hashes
     }
     if run_dir is not None:
         result["fingerprint"] = fingerprint
