@@ -65,8 +65,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bert", default="bert-base-uncased", help="BERT weights: a hub name or a local folder")
     p.add_argument("--bert-lr", type=float, default=None, help="BERT's learning rate (default: the host's; Self-MM 5e-5)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default for train: the fastest of 1, 2 and all cores, measured on a "
-                        "training step of this host at its batch size when the run starts)")
+                   help="CPU threads for torch (train's default: the fastest of 1, 2 and all cores, measured on a "
+                        "training step of this host at its batch size when the run starts; ablate's: torch's)")
     t = p.add_argument_group("training loop (default: MMSA's for selfmm and misa)")
     t.add_argument("--accum-tail", choices=ACCUM_TAILS, default=None,
                    help="the batches after an epoch's last full --accum-steps window: drop (run, never stepped, as "
