@@ -19,6 +19,17 @@ float64 and float32. Solvers:
   batched product on a precomputed kernel, no checks, no log domain, no stopping: the least any
   solver built on ``torch.bmm`` spends on these 100 iterations (a floor, not a solver: it
   overflows at small reg). The project's forward time over this floor is its overhead.
+- ``bcast-floor`` (fwd only): the same bare iterations with each product written as one broadcast
+  multiply-and-sum over the whole batch (``(u^T * K).sum(-2)``, ``(K * v).sum(-1)``) instead of
+  ``torch.bmm``: the formulation the project's kernel would use if it measured faster here.
+
+Compute floor: every round also times a [1024, 1024] x [1024, 1024] ``torch.mm`` per dtype, and
+the fastest gives this machine's multiply-add rate (FMA/s, 2 threads). ``floor ms`` = the row's
+workload in multiply-adds at that rate: 2 k^2 per problem and iteration for the forward (``u K``
+and ``v K^T``), three times that with the unrolled backward (the two vector products back, and
+the kernel gradient), for 192 problems (96 for ``fia-sym``); ``x floor`` = time / floor ms. The
+products are matrix-vector products, bound by memory, so a matmul's rate is a floor no such
+solver reaches; the column says how far each row is from it.
 
 "fwd" times the solve; "fwd+bwd" also backpropagates ``sum(plan * cost)`` to the cost.
 The ratio of every row is against **the fastest POT batched solver whose plan (and, for fwd+bwd,
@@ -129,6 +140,15 @@ def solver_fns(C: torch.Tensor, reg: float, n_iter: int, loops: bool = True):
             u = b / torch.bmm(v, K.mT)
         return u.mT * K * v, None
 
+    def bcast_floor(backward):
+        K = torch.exp(-flat / reg)
+        u = torch.full((S * Pp, 1, k), 1.0 / k, dtype=C.dtype)
+        b = torch.tensor(1.0 / k, dtype=C.dtype)
+        for _ in range(n_iter):
+            v = b / (u.mT * K).sum(-2, keepdim=True)
+            u = b / (K * v).sum(-1).unsqueeze(1)
+        return u.mT * K * v, None
+
     def pot_np(backward):
         flat_np = flat.numpy()
         a_np = np.full(k, 1.0 / k, dtype=flat_np.dtype)
@@ -151,11 +171,30 @@ def solver_fns(C: torch.Tensor, reg: float, n_iter: int, loops: bool = True):
         "pot-batch-sinkhorn": (pot_batch("sinkhorn"),) * 2,
         "pot-batch-log": (pot_batch("log_sinkhorn"),) * 2,
         "bmm-floor": (bmm_floor, None),
+        "bcast-floor": (bcast_floor, None),
     }
     if loops:
         fns["pot-np"] = (pot_np, None)
         fns["pot-torch"] = (pot_torch, pot_torch)
     return fns
+
+
+FMA_SIZE = 1024  # the matmul that measures the machine's multiply-add rate
+
+
+def time_matmul(dtype: torch.dtype, size: int = FMA_SIZE) -> float:
+    """Seconds for one ``[size, size] x [size, size]`` product (``size^3`` multiply-adds)."""
+    x = torch.ones(size, size, dtype=dtype)
+    t0 = time.perf_counter()
+    torch.mm(x, x)
+    return time.perf_counter() - t0
+
+
+def workload_fmas(solver: str, mode: str, k: int, problems: int, n_iter: int) -> int:
+    """Multiply-adds of a row's workload: 2 k^2 per problem and iteration forward (``u K``, ``v K^T``),
+    3x that with the unrolled backward; ``fia-sym`` solves half the problems."""
+    solved = problems // 2 if solver == "fia-sym" else problems
+    return (3 if mode == "fwd+bwd" else 1) * 2 * k * k * solved * n_iter
 
 
 def run(rounds: int = 5, quick: bool = False, regs=(0.1, 0.01), dtypes=("float64", "float32"), n_iter: int = 100,
@@ -172,8 +211,11 @@ def run(rounds: int = 5, quick: bool = False, regs=(0.1, 0.01), dtypes=("float64
                     if pair[m] is not None:
                         configs.append(dict(dtype=str(dtype).replace("torch.", ""), reg=reg, mode=mode, solver=name,
                                             fn=pair[m], backward=mode == "fwd+bwd", times=[]))
+    mm_times = {c["dtype"]: [] for c in configs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        for name in mm_times:  # warm-up of the matmul that measures the FMA rate
+            time_matmul(getattr(torch, name))
         # reference plans: POT numpy in float64, same iterations in the same order (not timed)
         refs = {reg: solver_fns(C64, reg, n_iter)["pot-np"][0](False)[0] for reg in regs}
         for c in configs:  # warm-up and correctness numbers, outside the timings
@@ -188,6 +230,9 @@ def run(rounds: int = 5, quick: bool = False, regs=(0.1, 0.01), dtypes=("float64
                 t0 = time.perf_counter()
                 c["fn"](c["backward"])
                 c["times"].append(time.perf_counter() - t0)
+            for name, ts in mm_times.items():
+                ts.append(time_matmul(getattr(torch, name)))
+    fma_rate = {name: FMA_SIZE ** 3 / min(ts) for name, ts in mm_times.items()}  # multiply-adds per second
     for c in configs:   # how far each cost gradient is from the unrolled one of the same iterations
         own = next(o for o in configs if (o["dtype"], o["reg"], o["mode"], o["solver"]) ==
                    (c["dtype"], c["reg"], c["mode"], "project"))
@@ -201,20 +246,22 @@ def run(rounds: int = 5, quick: bool = False, regs=(0.1, 0.01), dtypes=("float64
         best = min(pot, key=lambda o: min(o["times"])) if pot else None
         t = min(c["times"])
         workload = "fia-sym" if c["solver"] == "fia-sym" else "pairs"
+        floor = workload_fmas(c["solver"], c["mode"], C64.shape[-1], C64.shape[0] * C64.shape[1], n_iter) / fma_rate[c["dtype"]]
         target = TARGETS.get((workload, c["mode"])) if c["solver"].startswith(("project", "fia")) else None
         results.append(dict(
             dtype=c["dtype"], reg=c["reg"], mode=c["mode"], solver=c["solver"], time_ms=1e3 * t,
             vs=None if best is None else best["solver"],
             ratio=None if best is None else min(best["times"]) / t,
             target=target, max_abs_diff_vs_pot_np64=c["diff"], finite=c["finite"], grad_nan=c["grad_nan"],
-            grad_gap_vs_unrolled=c["grad_gap"],
+            grad_gap_vs_unrolled=c["grad_gap"], fma_per_s=fma_rate[c["dtype"]], floor_ms=1e3 * floor,
+            x_floor=t / floor,
         ))
     return results
 
 
 def format_table(results) -> str:
     head = (f"{'dtype':8} {'reg':>5} {'mode':8} {'solver':19} {'time ms':>9} {'vs fastest finite POT batch':>28} "
-            f"{'target':>7} {'|dP| vs ref':>12} {'grad NaN':>8} {'grad gap':>9}")
+            f"{'target':>7} {'|dP| vs ref':>12} {'grad NaN':>8} {'grad gap':>9} {'floor ms':>8} {'x floor':>7}")
     lines = [head, "-" * len(head)]
     for r in results:
         target = "" if r["target"] is None else (f">={r['target']:g}" + ("" if r["ratio"] >= r["target"] else "!"))
@@ -227,7 +274,10 @@ def format_table(results) -> str:
         gnan = "" if r["grad_nan"] is None else str(r["grad_nan"])
         gap = "" if r["grad_gap_vs_unrolled"] is None or r["solver"] == "project" else f"{r['grad_gap_vs_unrolled']:.1e}"
         lines.append(f"{r['dtype']:8} {r['reg']:>5g} {r['mode']:8} {r['solver']:19} {r['time_ms']:9.2f} {ratio:>28} "
-                     f"{target:>7} {r['max_abs_diff_vs_pot_np64']:12.1e} {gnan:>8} {gap:>9}")
+                     f"{target:>7} {r['max_abs_diff_vs_pot_np64']:12.1e} {gnan:>8} {gap:>9} {r['floor_ms']:8.3f} {r['x_floor']:7.1f}")
+    rates = {r["dtype"]: r["fma_per_s"] for r in results}
+    lines.append("measured multiply-add rate ([%d]^2 matmul, %d threads): " % (FMA_SIZE, torch.get_num_threads())
+                 + ", ".join(f"{d} {rate / 1e9:.1f} GFMA/s" for d, rate in rates.items()))
     return "\n".join(lines)
 
 
@@ -254,7 +304,8 @@ def main(argv=None) -> None:
     print(format_table(results))
     print("ratio = time of the fastest POT batched solver with a finite plan (and gradient) / this row's time "
           "(> 1: faster); '!' marks a missed target; |dP| vs ref = max |plan - POT numpy float64 plan|; "
-          "grad gap = max |grad - project's unrolled grad| / max |project's unrolled grad|.")
+          "grad gap = max |grad - project's unrolled grad| / max |project's unrolled grad|; floor ms = the row's "
+          "multiply-adds at the measured matmul rate; x floor = time / floor ms.")
     if args.json:
         meta = dict(torch=torch.__version__, pot=ot.__version__, threads=N_THREADS, rounds=args.rounds, quick=args.quick,
                     dtypes=dtypes, regs=regs)

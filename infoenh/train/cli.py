@@ -78,7 +78,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bert", default="bert-base-uncased", help="BERT weights: a hub name or a local folder")
     p.add_argument("--bert-lr", type=float, default=None, help="BERT's learning rate (default: the host's; Self-MM 5e-5)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch (default: torch's; 1 is fastest for small models on a busy machine)")
+                   help="CPU threads for torch (train's default: the fastest of 1, 2 and all cores, measured on a "
+                        "training step of this host at its batch size when the run starts; ablate's: torch's)")
     t = p.add_argument_group("training loop (default: MMSA's for selfmm and misa)")
     t.add_argument("--accum-tail", choices=ACCUM_TAILS, default=None,
                    help="the batches after an epoch's last full --accum-steps window: drop (run, never stepped, as "
@@ -188,6 +189,22 @@ def _threads(args) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _thread_default(args, ds, cfg) -> dict:
+    """``--threads`` as given, else the count measured fastest for this host and batch size
+    (:mod:`infoenh.train.threads`), set for the run; its header line is printed."""
+    from .threads import choose_threads, header_line
+
+    if args.threads is not None:
+        doc = {"threads": args.threads, "threads_chosen_by": "--threads"}
+    else:
+        import torch
+
+        doc = choose_threads(ds, cfg)
+        torch.set_num_threads(doc["threads"])
+    _log(args)(header_line(doc, cfg.batch_size))
+    return doc
+
+
 def _log(args):
     return (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
 
@@ -204,6 +221,7 @@ def cmd_train(args) -> int:
     for msg in inactive_options(cfg):     # one line each on the command line
         warnings.warn(msg, InactiveOptionWarning, stacklevel=2)
     ds, info = load_data(args.data, scale=args.synthetic_scale, synthetic_seed=args.synthetic_seed)
+    info = {**info, **_thread_default(args, ds, cfg)}   # the thread count, recorded in results.json
     doc = train_seeds(ds, cfg, args.seeds, args.out, data_info=info, fresh=args.fresh, log=_log(args))
     print(format_table(doc))
     print(f"results: {args.out}/results.json")
