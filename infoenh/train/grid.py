@@ -294,7 +294,7 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
     for d in [None, *dataset_options]:    # every configuration checked before anything runs
         for h in hosts:
             for a in arms:
-                where = f"host {h}, arm {a}" + ("" if d is None else f", dataset {_short(d)}")
+                where = f"host {h}, arm {a}" + ("" if d is None else f", dataset {d}")
                 try:
                     cfg = spec.config(h, a, spec.seeds[0], d).resolved()
                     infoenh_settings(cfg)     # InfoEnh's own checks of its options (built alone: cheap)
