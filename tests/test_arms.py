@@ -91,3 +91,18 @@ def test_arm_of_aliases_and_unnamed_configurations():
     assert arm_of("no_fib", ("text", "audio", "vision")) == "fia"
     assert arm_of("fib_only", ("audio",)) == "fib_only on audio"
     assert dataclasses.replace(TrainConfig(), infoenh="plumbing").resolved().infoenh == "plumbing"
+
+
+@pytest.mark.parametrize("arm", ["fia_uniform", "full_uniform"])
+def test_the_uniform_controls_refuse_feature_mode(arm):
+    """In feature mode the uniform plan gives each row its own mean, nothing cross-modal, so the
+    controls would not control for FIA: refused at resolution and by build_model, in one line."""
+    base = TrainConfig(model="lf", infoenh_kwargs={"fia_mode": "feature"})
+    with pytest.raises(ValueError, match="--fia-mode feature.*uniform plan.*--fia-mode token") as e:
+        arm_config(base, arm).resolved()
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="fia_mode='feature'"):
+        build_model("lf", {"text": 8, "audio": 5, "vision": 20}, infoenh=ARMS[arm]["infoenh"],
+                    infoenh_kwargs={"fia_mode": "feature"})
+    arm_config(base, "fia" if arm == "fia_uniform" else "full").resolved()      # FIA itself may use it
+    arm_config(dataclasses.replace(base, infoenh_kwargs={"fia_mode": "token"}), arm).resolved()

@@ -185,3 +185,54 @@ def test_grid_specs_set_host_options_per_dataset(tmp_path):
     with pytest.raises(GridSpecError, match="dataset synthetic"):
         validate_spec({"datasets": ["synthetic"], "hosts": ["selfmm"], "seeds": [1],
                        "dataset_options": {"synthetic": {"selfmm": {"group_lr": {"video": 1e-4}}}}})
+
+
+# MMSA's config_regression.json: datasetParams.<dataset>.pretrained, the same for self_mm and misa
+MMSA_PRETRAINED = {"mosi": "bert-base-uncased", "mosei": "bert-base-uncased", "sims": "bert-base-chinese"}
+
+
+@pytest.mark.parametrize("host", ["selfmm", "misa"])
+def test_each_dataset_records_mmsas_bert(host):
+    assert {d: HOST_SETTINGS[host][d]["pretrained"] for d in MMSA_PRETRAINED} == MMSA_PRETRAINED
+
+
+@pytest.mark.parametrize("host", ["lf", "selfmm", "misa"])
+def test_sims_is_refused_whether_requested_or_detected(host):
+    """SIMS needs a Chinese BERT and MMSA's SIMS metrics, neither of which is here: refused in one
+    line that says why and what works, whether --settings-of asked for it or the data told it."""
+    with pytest.raises(ValueError, match=r"bert-base-chinese.*eval_sims_regression.*MOSI or MOSEI") as e:
+        TrainConfig(model=host, settings_of="sims").resolved()
+    assert "\n" not in str(e.value)
+    sims = _Data({"path": "/d/mine.pkl"}, {"text": 768, "audio": 33, "vision": 709})
+    with pytest.raises(ValueError, match="bert-base-chinese"):
+        for_data(TrainConfig(model=host), sims).resolved()
+    for other in ("mosi", "mosei"):
+        TrainConfig(model=host, settings_of=other).resolved()
+
+
+def test_misa_refuses_a_bert_group_rate_and_records_the_bert_rate_it_applies(tmp_path):
+    """MISA trains BERT at its 'other' rate (MMSA's one optimiser): ``--group-lr bert=`` is refused
+    (pointing to --bert-lr) and the rate recorded for BERT is the one its optimiser group gets,
+    ``--lr`` included."""
+    with pytest.raises(ValueError, match="--bert-lr"):
+        TrainConfig(model="misa", group_lr={"bert": 1e-5}).resolved()
+    transformers = pytest.importorskip("transformers")
+    cfg_b = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    path = tmp_path / "tiny-bert"
+    transformers.BertModel(cfg_b, add_pooling_layer=False).save_pretrained(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = make_synthetic_splits(seed=0, sizes=(16, 8, 8), text_dim=8, text_len=6, audio_len=6, vision_len=6,
+                                   audio_neg_inf_frac=0.0)
+    m = build_model("misa", ds.dims, infoenh="none", text="finetune", bert=str(path))
+    for given, want in (({"lr": 3e-4}, 3e-4), ({"group_lr": {"other": 2e-4}}, 2e-4), ({"lr": 3e-4, "bert_lr": 2e-5}, 2e-5),
+                        ({}, 1e-4)):
+        c = for_data(TrainConfig(model="misa", **given), ds).resolved()
+        applied = {g["name"]: g["lr"] for g in optimizer_groups(m, c)}
+        recorded = dataset_settings(c, ds)["lr"]
+        assert applied["bert"] == recorded["bert"] == want, given
+    # Self-MM keeps its own BERT group: --lr leaves it, --group-lr bert= sets it
+    c = TrainConfig(model="selfmm", lr=3e-4, group_lr={"bert": 1e-5}).resolved()
+    assert group_settings("selfmm", None, lr=c.lr, group_lr=c.group_lr)[0]["bert"] == 1e-5

@@ -136,7 +136,8 @@ def built_as_fit_builds(ds, cfg):
     ``deterministic``)."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model, ds.dims, infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
-                        infoenh_kwargs=cfg.infoenh_kwargs, text=text_mode(cfg, ds), bert=cfg.bert, **host_kwargs(cfg))
+                        infoenh_kwargs=cfg.infoenh_kwargs, text=text_mode(cfg, ds), bert=cfg.bert,
+                        init_seed=cfg.seed, **host_kwargs(cfg))     # fit: the run's seed (run_init_seed)
     model.init_from_train(*_train_labels(ds["train"]))
     optimizer = torch.optim.Adam(optimizer_groups(model, cfg))
     # MMSA's MMDataLoader shuffles every split (shuffle=True for train, valid and test)

@@ -226,3 +226,36 @@ def test_ablation_json_gives_each_arms_parameter_count(tmp_path):
     assert all(r["n_params"] == n["fia"] for r in doc["arms"]["fia"]["runs"])
     assert "fia vs fia_uniform" in doc["comparisons"]
     assert "alignment itself" in doc["comparisons"]["fia vs fia_uniform"]["isolates"]
+
+
+def test_fit_starts_from_the_runs_seed_whatever_was_drawn_before(monkeypatch):
+    """fit passes the run's seed as init_seed: a draw from the global generator before the model is
+    built (an older transformers drawing while loading BERT) leaves the start unchanged."""
+    import warnings
+
+    from infoenh.data.synthetic import make_synthetic_splits
+    from infoenh.train import trainer
+    from infoenh.train.config import TrainConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = make_synthetic_splits(seed=0, sizes=(80, 8, 8), text_dim=8, text_len=6, audio_len=6, vision_len=6,
+                                   audio_neg_inf_frac=0.0)
+
+    class Built(Exception):
+        pass
+
+    starts = []
+    real = trainer.build_model
+    for draws in (0, 5):
+        def build(*a, _n=draws, **kw):
+            torch.rand(_n)                        # what a library might draw while loading
+            starts.append({k: v.clone() for k, v in real(*a, **kw).state_dict().items()})
+            raise Built
+        monkeypatch.setattr(trainer, "build_model", build)
+        with pytest.raises(Built):
+            trainer.fit(ds, TrainConfig(model="selfmm", infoenh="full", infoenh_kwargs=IE, epochs=1, quiet=True))
+    assert starts[0].keys() == starts[1].keys()
+    assert all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
+    assert trainer.run_init_seed(TrainConfig(seed=7)) == 7
+    assert trainer.run_init_seed(TrainConfig(seed=7, init="independent")) is None

@@ -77,7 +77,8 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
     embeddings, the paper's "w/o FIB"). ``"no_fia"`` / ``"fib_only"``: ``use_fia=False``.
     ``"fia_uniform"`` / ``"full_uniform"``: ``fia_only`` / ``full`` with the transport plan replaced
     by the uniform plan (``fia_plan="uniform"``: each token receives the other modality's mean),
-    FIA's width, parameters and pooling unchanged: the controls of the OT alignment itself.
+    FIA's width, parameters and pooling unchanged: the controls of the OT alignment itself, in token
+    mode only (in feature mode the uniform plan moves each row's own mean, nothing cross-modal: refused).
     Extra ``kwargs`` (d, k, reg, alpha, ...) are passed through. A dict is returned as is.
     """
     if isinstance(variant, dict):
@@ -87,6 +88,9 @@ def infoenh_config(variant: Union[str, None, dict] = "full", **kwargs) -> Option
     if variant not in ALL_VARIANTS:
         raise ValueError(f"unknown InfoEnh variant {variant!r}; choose one of {ALL_VARIANTS}")
     cfg = dict(kwargs)
+    if variant in CONTROL_VARIANTS and cfg.get("fia_mode") == "feature":
+        raise ValueError(f"fia_mode='feature' cannot be combined with the {variant} control: in feature mode the "
+                         "uniform plan gives each row its own mean (nothing cross-modal); use fia_mode='token'")
     if variant == "plumbing":
         cfg.update(use_fib=False, use_infonce=False, use_fia=False)
     elif variant in ("no_fib", "fia_only"):
@@ -126,8 +130,10 @@ def build_model(name: str, dims: Mapping[str, int], *, infoenh: Union[str, None,
 
     The same start for the same seed (:mod:`infoenh.models.init`): every module's parameters are
     drawn from ``(init_seed, its path)``, so two arms (or a host with and without InfoEnh) start
-    every module they share from the same values. ``init_seed=None`` takes one number from torch's
-    global generator (after ``torch.manual_seed(s)``: the same for every arm); the construction
+    every module they share from the same values. ``fit`` passes the run's seed
+    (:func:`infoenh.train.trainer.run_init_seed`), so the start never depends on the global
+    generator's state (e.g. on whether loading BERT drew from it). ``init_seed=None`` takes one
+    number from torch's global generator (after ``torch.manual_seed(s)``: the same for every arm); the construction
     itself leaves the global random state untouched, so training's random draws (dropout) also
     start from the same state in every arm. BERT's pretrained weights are never re-drawn.
     ``init="independent"`` builds as before that: each module drawn from the global generator in

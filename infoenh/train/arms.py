@@ -31,7 +31,9 @@ the cross-modal context and the wider head together. ``fia_uniform`` has FIA's e
 parameters and pooling, with Sinkhorn's plan replaced by the uniform plan a b^T (each token
 receives the other modality's mean): ``fia - fia_uniform`` isolates the optimal-transport alignment
 itself, ``fia_uniform - plumbing`` the cross-modal context and the width; likewise
-``full - full_uniform`` with FIB on. A control and its arm have the same parameter count except
+``full - full_uniform`` with FIB on. Both controls need FIA's token mode (the default): in feature
+mode the uniform plan gives each row its own mean, nothing cross-modal, so ``--fia-mode feature``
+with a uniform-plan arm is refused when the configuration is resolved. A control and its arm have the same parameter count except
 the part under test (``tests/test_arms.py``), every arm of a host pools the same way (Self-MM's
 unimodal heads have their own attention pool in every InfoEnh arm), and every module two arms share
 starts from the same values for the same seed (:mod:`infoenh.models.init`).

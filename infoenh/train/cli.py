@@ -56,9 +56,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings-of", choices=DATASETS, default=None,
                    help="whose MMSA settings the host takes (batch size, per-group learning rates and weight decays, "
                         "dropouts, loss weights; infoenh.models.settings): default told from the data (the published "
-                        "file, a path component, the feature widths; the SYNTHETIC testbed is MOSI's)")
+                        "file, a path component, the feature widths; the SYNTHETIC testbed is MOSI's). sims is "
+                        "refused: MMSA's Chinese BERT and SIMS metrics are not implemented here")
     p.add_argument("--group-lr", nargs="+", default=None, metavar="GROUP=LR",
-                   help="one optimiser group's learning rate, e.g. vision=1e-4 (Self-MM: audio, vision, other, bert)")
+                   help="one optimiser group's learning rate, e.g. vision=1e-4 (Self-MM: audio, vision, other, bert; "
+                        "MISA: other, and BERT follows it: set BERT's with --bert-lr)")
     p.add_argument("--group-weight-decay", nargs="+", default=None, metavar="GROUP=WD",
                    help="one optimiser group's weight decay, e.g. other=0.01")
     p.add_argument("--grad-clip", type=float, default=None, help="gradient clipping threshold, 0 = off (default: the host's)")

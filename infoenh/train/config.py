@@ -12,8 +12,8 @@ from ..data.dataset import EVAL_ORDERS
 from ..fia import FIA_MODES, OT_STOPS
 from ..infonce import REDUCTIONS
 from ..models.misa import LENGTHS
-from ..models.registry import ALL_VARIANTS, INITS, MODELS, TRAIN_DEFAULTS
-from ..models.settings import DATASETS, detect_dataset, group_settings, settings_for
+from ..models.registry import ALL_VARIANTS, CONTROL_VARIANTS, INITS, MODELS, TRAIN_DEFAULTS
+from ..models.settings import DATASETS, check_trainable, detect_dataset, group_settings, settings_for
 from ..models.selfmm import HEADS
 
 CLIP_MODES = ("norm", "value")
@@ -123,6 +123,11 @@ class TrainConfig:
         if self.settings_of is not None and self.settings_of not in DATASETS:
             raise ValueError(f"--settings-of must be one of {', '.join(DATASETS)} (or left out: told from the data), "
                              f"got {self.settings_of!r}")
+        check_trainable(self.settings_of)
+        if self.infoenh in CONTROL_VARIANTS and (self.infoenh_kwargs or {}).get("fia_mode") == "feature":
+            raise ValueError(f"--fia-mode feature cannot be combined with the {self.infoenh} control: in feature mode "
+                             "the uniform plan gives each row its own mean (nothing cross-modal), so it does not "
+                             "control for FIA; use --fia-mode token")
         hs = settings_for(self.model, self.settings_of)
         d = {**d, "batch_size": hs["batch_size"], "grad_clip": hs.get("grad_clip", d["grad_clip"])}
         out = dataclasses.replace(

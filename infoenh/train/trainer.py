@@ -356,6 +356,13 @@ def run_fingerprint(cfg: TrainConfig, ds: Mapping) -> Dict[str, Any]:
     return _run_fingerprint(cfg, ds)
 
 
+def run_init_seed(cfg: TrainConfig) -> Optional[int]:
+    """The ``init_seed`` a run builds its model with: the run's own seed under ``init="seeded"``
+    (each module then starts from ``(seed, its path)``: :mod:`infoenh.models.init`), so the start
+    depends on nothing drawn before (loading BERT, ...); None under ``init="independent"``."""
+    return int(cfg.seed) if cfg.init == "seeded" else None
+
+
 def text_mode(cfg: TrainConfig, ds: Mapping) -> str:
     """``cfg.text`` resolved against the data: ``"finetune"`` or ``"frozen"``."""
     from ..models.bert import has_text_bert, resolve_text_mode
@@ -367,7 +374,8 @@ def text_mode(cfg: TrainConfig, ds: Mapping) -> str:
 
 def optimizer_groups(model: HostModel, cfg: TrainConfig) -> list:
     """The host's parameter groups, with a fine-tuned BERT in groups of its own (its rate:
-    ``cfg.bert_lr``, else the host's ``bert_lr``, else the host's rate)."""
+    ``cfg.bert_lr``, else the dataset's BERT rate, MISA's following its other group: exactly what
+    :func:`infoenh.models.settings.group_settings` gives and ``results.json`` records)."""
     from ..models.settings import group_settings
 
     rates, decays = group_settings(cfg.model, cfg.settings_of, lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -378,9 +386,9 @@ def optimizer_groups(model: HostModel, cfg: TrainConfig) -> list:
         return groups
     from ..models.bert import split_bert_groups
 
-    # MISA (bert_lr None): BERT at the host's rate, as MMSA's single optimiser, unless --bert-lr
-    lr = cfg.bert_lr or (rates["bert"] if model.bert_lr is not None else None) or rates["other"]
-    return split_bert_groups(groups, model.bert, lr, decays["bert"])
+    # group_settings' rate for BERT is the one applied (and recorded: config.dataset_settings); MISA's
+    # follows its 'other' group (MMSA's single optimiser) unless --bert-lr
+    return split_bert_groups(groups, model.bert, rates["bert"], decays["bert"])
 
 
 def _scheduler(cfg: TrainConfig, optimizer):
@@ -542,7 +550,7 @@ def _fit(ds, cfg, device, run_dir, fingerprint, fp_doc, resume, on_epoch_end, st
         model = build_model(cfg.model, ds["train"].dims if hasattr(ds["train"], "dims") else ds.dims,
                             infoenh=cfg.infoenh, modalities=cfg.modalities, n_train=len(ds["train"]),
                             infoenh_kwargs=cfg.infoenh_kwargs, text=text, bert=cfg.bert, init=cfg.init,
-                            **host_kwargs(cfg)).to(device)
+                            init_seed=run_init_seed(cfg), **host_kwargs(cfg)).to(device)
         labels, index = _train_labels(ds["train"])
         model.init_from_train(labels, index)
         optimizer = torch.optim.Adam(optimizer_groups(model, cfg))
