@@ -90,14 +90,18 @@ class GridSpec:
     def labels(self) -> Dict[str, str]:
         return dataset_labels(self.datasets, self.synthetic_scale)
 
+    def base_config(self, host: str, seed: Optional[int] = None, dataset: Optional[str] = None) -> TrainConfig:
+        """The TrainConfig the spec gives ``host`` (on ``dataset``) before an arm is applied: options,
+        then the host's options, then the dataset's options for the host."""
+        per_data = self.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
+        kw = _config_kwargs({**self.options, **self.host_options.get(host, {}), **per_data})
+        return TrainConfig(model=host, quiet=True, **kw, **({} if seed is None else {"seed": seed}))
+
     def config(self, host: str, arm: str, seed: int, dataset: Optional[str] = None) -> TrainConfig:
         """The TrainConfig of one run: options, then the host's options, then the dataset's options
         for the host (``dataset_options``; each dataset's MMSA settings are applied from the data,
         :mod:`infoenh.models.settings`), then the arm, the seed."""
-        per_data = self.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
-        kw = _config_kwargs({**self.options, **self.host_options.get(host, {}), **per_data})
-        base = TrainConfig(model=host, seed=seed, quiet=True, **kw)
-        cfg = arm_config(base, arm)
+        cfg = arm_config(self.base_config(host, seed, dataset), arm)
         if cfg.infoenh == "none":         # no InfoEnh: its options must not enter the run's fingerprint
             cfg = dataclasses.replace(cfg, infoenh_kwargs={})
         return cfg
@@ -293,10 +297,13 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
                     n_boot=n_boot, threads=threads, dataset_options=dataset_options)
     for d in [None, *dataset_options]:    # every configuration checked before anything runs
         for h in hosts:
-            for a in arms:
-                where = f"host {h}, arm {a}" + ("" if d is None else f", dataset {d}")
+            for a in [None, *arms]:
+                where = f"host {h}" + ("" if a is None else f", arm {a}") + ("" if d is None else f", dataset {d}")
                 try:
-                    cfg = spec.config(h, a, spec.seeds[0], d).resolved()
+                    # a is None: the host's options under an InfoEnh arm (the tables resolve them even when
+                    # every arm run is the host alone, which drops InfoEnh's options)
+                    cfg = (arm_config(spec.base_config(h, spec.seeds[0], d), "full") if a is None
+                           else spec.config(h, a, spec.seeds[0], d)).resolved()
                     infoenh_settings(cfg)     # InfoEnh's own checks of its options (built alone: cheap)
                 except (TypeError, ValueError, KeyError, OverflowError) as e:
                     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

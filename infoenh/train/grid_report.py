@@ -9,14 +9,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .arms import references
 from .config import TrainConfig
-from .grid import GridSpec, _config_kwargs
+from .grid import GridSpec
 
 
 def _host_base(spec: GridSpec, host: str, dataset: Optional[str] = None) -> TrainConfig:
     """The configuration the spec gives ``host`` (on ``dataset``) before an arm is applied (for what ran)."""
-    per_data = spec.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
-    return TrainConfig(model=host, quiet=True,
-                       **_config_kwargs({**spec.options, **spec.host_options.get(host, {}), **per_data}))
+    return spec.base_config(host, None, dataset)
 
 
 def table_comparisons(doc: Dict[str, Any], name: str, label: str) -> List[str]:
