@@ -252,9 +252,17 @@ def arm_diagnostics(arm_doc: Dict[str, Any]) -> Dict[str, Optional[float]]:
     runs = arm_doc["runs"]
     diags = [with_kept_frac(r.get("diagnostics")) for r in runs]
     return {"n_params": arm_doc.get("n_params"),
-            "kept_frac": _mean([d.get("kept_frac") for d in diags]), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
+            "kept_frac": _mean([d.get("kept_frac") for d in diags]),
+            "ot_converged_frac": _mean([_ot_converged(d) for d in diags]),
             "wall_seconds": _mean([r.get("wall_seconds") for r in runs]),
             "peak_memory_bytes": _mean([r.get("peak_memory_bytes") for r in runs])}
+
+
+def _ot_converged(diag: Dict[str, Any]) -> Optional[float]:
+    """A run's share of OT problems converged; None where no OT problem was solved (a uniform plan,
+    ``fia_uniform``: zero Sinkhorn iterations, so its 'converged' flag says nothing)."""
+    it = diag.get("ot_iters_mean")
+    return None if it is not None and float(it) == 0.0 else diag.get("ot_converged_frac")
 
 
 def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:
