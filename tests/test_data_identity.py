@@ -101,3 +101,13 @@ def test_data_check_mosi_without_a_file_tells_a_command_line_user_what_to_do(tmp
     assert main(["data", "check", "mosi"]) != 0
     err = capsys.readouterr().err
     assert "set INFOENH_MOSI=FILE or pass the file's path" in err and "load_mmsa." not in err
+
+
+def test_a_banner_names_a_file_in_the_working_folder_once(tmp_path, monkeypatch):
+    """Before: 'SYNTHETIC testbed x.pkl (not MOSI) (x.pkl)'; a path with a folder is still shown."""
+    from infoenh.train.runner import load_data
+
+    _file(tmp_path / "x.pkl", synthetic=True)
+    monkeypatch.chdir(tmp_path)
+    assert load_data("x.pkl")[1]["dataset"] == "SYNTHETIC testbed x.pkl (not MOSI)"
+    assert load_data(str(tmp_path / "x.pkl"))[1]["dataset"].endswith(f"(not MOSI) ({tmp_path / 'x.pkl'})")

@@ -185,10 +185,11 @@ def statistics_note(n_seeds: Optional[int], family: Optional[int], level: float 
             "(up to the metrics' rounding: a constant difference has no t-test).")
 
 
-def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any]) -> List[str]:
-    """The lines under a table's title that say what ran."""
+def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any], seeds=None) -> List[str]:
+    """The lines under a table's title that say what ran (``seeds``: the list, shown beside the count)."""
+    listed = f" ({list(seeds)})" if seeds else ""
     return [f"Options beyond the host's defaults: {options_text(options)}.", "",
-            f"Seeds: {n_seeds}. {cap_text(cap)}."]
+            f"Seeds: {n_seeds}{listed}. {cap_text(cap)}."]
 
 
 def format_markdown(doc: Dict[str, Any]) -> str:
@@ -198,12 +199,13 @@ def format_markdown(doc: Dict[str, Any]) -> str:
     arms = cfg["arms"]
     metrics = [k for k in TABLE_METRICS if k in doc["arms"][arms[0]]["summary"]]
     lines: List[str] = [f"# Ablation: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", ""]
-    if "options_changed" in cfg:
+    ran = "options_changed" in cfg       # files written before it list the seeds in the line below
+    if ran:
         lines += what_ran(cfg["options_changed"], cfg.get("n_seeds", len(cfg.get("seeds") or [])),
-                          doc.get("epoch_cap") or cap_count([], cfg.get("epochs"))) + [""]
+                          doc.get("epoch_cap") or cap_count([], cfg.get("epochs")), cfg.get("seeds")) + [""]
     lines += [
-        f"Seeds: {cfg.get('seeds')}. Test metrics at the epoch selected on validation loss; mean ± sample std "
-        "over seeds (accuracies and F1 in %).", "",
+        ("" if ran else f"Seeds: {cfg.get('seeds')}. ") + "Test metrics at the epoch selected on validation loss; "
+        "mean ± sample std over seeds (accuracies and F1 in %).", "",
         "| arm | " + " | ".join(_title(k) for k in metrics) + " |",
         "|---|" + "---|" * len(metrics),
     ]

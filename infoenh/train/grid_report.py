@@ -92,4 +92,11 @@ def what_ran_lines(doc: Dict[str, Any]) -> List[str]:
         options = [f"Options beyond the host's defaults, {h}: {o}." for h, o in opts.items()]
     caps = [f"{h}: {cap_text(w['epoch_cap'][h])}" for h in hosts]
     return [f"Spec sha256 {w['spec_sha256'][:12]} (a grid with any option different has another).",
-            *options, f"Seeds: {w['n_seeds']}. " + "; ".join(caps) + "."]
+            *options, f"Seeds: {w['n_seeds']} ({doc['spec']['seeds']}). " + "; ".join(caps) + "."]
+
+
+def added_references(arms: Sequence[str], requested: Sequence[str]) -> List[str]:
+    """The arms a grid runs only as references of the arms its spec asked for, each with the arms it
+    serves: ``["baseline (reference of plumbing, fib)", "plumbing (reference of fib)"]``."""
+    return [f"{a} (reference of {', '.join(u for u in arms if a in references(u))})"
+            for a in arms if a not in requested]
