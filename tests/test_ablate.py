@@ -204,7 +204,7 @@ def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
     assert doc["config"]["n_seeds"] == 2 and doc["epoch_cap"]["cap"] == 1
     assert doc["epoch_cap"]["at_cap"] == doc["epoch_cap"]["runs"] == 12      # 1 epoch: every run at the cap
     assert "Options beyond the host's defaults: epochs: 1, infoenh_kwargs.d: 8" in md
-    assert "Seeds: 2 ([1111, 1112]). epoch cap 1: convergence not assessed" in md    # one epoch: nothing to compare
+    assert "Seeds: 2 (1111, 1112). epoch cap 1: convergence not assessed" in md    # one epoch: nothing to compare
     assert md.count("Seeds:") == 1                                        # one paragraph on the seeds
     # each arm's parameter count, in the JSON and the table: FIA's wider head has more
     assert doc["arms"]["fia"]["n_params"] > doc["arms"]["plumbing"]["n_params"] > 0

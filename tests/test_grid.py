@@ -121,7 +121,7 @@ def test_sequential_grid_writes_tables_and_a_second_call_skips_finished_runs(tmp
                                        for h in ("lf", "selfmm"))
     assert f"Spec sha256 {ran['spec_sha256'][:12]}" in md
     assert "Options beyond the host's defaults (every host): epochs: 1, infoenh_kwargs.d: 8" in md
-    assert "Seeds: 2 ([1111, 1112]). lf: epoch cap 1: convergence not assessed" in md   # one epoch: nothing to compare
+    assert "Seeds: 2 (1111, 1112). lf: epoch cap 1: convergence not assessed" in md   # one epoch: nothing to compare
     assert md.count("Seeds:") == 1 and "Arms added as references" not in md      # one seed paragraph; none added
     # Holm beside the raw p in every comparison cell, one family per table and dataset
     holm = doc["holm"]["table2/synthetic-ci"]

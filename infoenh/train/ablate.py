@@ -187,7 +187,7 @@ def statistics_note(n_seeds: Optional[int], family: Optional[int], level: float 
 
 def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any], seeds=None) -> List[str]:
     """The lines under a table's title that say what ran (``seeds``: the list, shown beside the count)."""
-    listed = f" ({list(seeds)})" if seeds else ""
+    listed = f" ({', '.join(map(str, seeds))})" if seeds else ""
     return [f"Options beyond the host's defaults: {options_text(options)}.", "",
             f"Seeds: {n_seeds}{listed}. {cap_text(cap)}."]
 

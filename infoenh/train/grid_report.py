@@ -92,7 +92,7 @@ def what_ran_lines(doc: Dict[str, Any]) -> List[str]:
         options = [f"Options beyond the host's defaults, {h}: {o}." for h, o in opts.items()]
     caps = [f"{h}: {cap_text(w['epoch_cap'][h])}" for h in hosts]
     return [f"Spec sha256 {w['spec_sha256'][:12]} (a grid with any option different has another).",
-            *options, f"Seeds: {w['n_seeds']} ({doc['spec']['seeds']}). " + "; ".join(caps) + "."]
+            *options, f"Seeds: {w['n_seeds']} ({', '.join(map(str, doc['spec']['seeds']))}). " + "; ".join(caps) + "."]
 
 
 def added_references(arms: Sequence[str], requested: Sequence[str]) -> List[str]:
