@@ -204,7 +204,8 @@ def test_run_ablation_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
     assert doc["config"]["n_seeds"] == 2 and doc["epoch_cap"]["cap"] == 1
     assert doc["epoch_cap"]["at_cap"] == doc["epoch_cap"]["runs"] == 12      # 1 epoch: every run at the cap
     assert "Options beyond the host's defaults: epochs: 1, infoenh_kwargs.d: 8" in md
-    assert "Seeds: 2. epoch cap 1: 12 of 12 runs selected the last epoch allowed (not converged" in md
+    assert "Seeds: 2 (1111, 1112). epoch cap 1: convergence not assessed" in md    # one epoch: nothing to compare
+    assert md.count("Seeds:") == 1                                        # one paragraph on the seeds
     # each arm's parameter count, in the JSON and the table: FIA's wider head has more
     assert doc["arms"]["fia"]["n_params"] > doc["arms"]["plumbing"]["n_params"] > 0
     assert "| arm | parameters |" in md and f"| fia | {doc['arms']['fia']['n_params']:,} |" in md
@@ -251,3 +252,17 @@ def test_the_reproducibility_page_states_the_numbers_stats_computes():
     assert min_bootstrap_seeds() == 10 and "only from ten seeds on" in text
     p3, p5 = sign_flip_test([1.0] * 3)["p"], sign_flip_test([1.0] * 5)["p"]
     assert f"({p3:.2f} with three seeds, {p5:.4f} with five)" in text
+
+
+def test_an_arm_that_solved_no_ot_problem_shows_a_dash_for_ot_converged():
+    """Before: fia_uniform (uniform plan, 0 Sinkhorn iterations) showed 'OT converged 1.000'."""
+    def arm(diag):
+        return {"runs": [{"diagnostics": diag, "wall_seconds": 1.0}], "n_params": 10}
+
+    doc = {"config": {"arms": ["baseline", "fia_uniform", "fia"]},
+           "arms": {"baseline": arm({}),
+                    "fia_uniform": arm({"ot_iters_mean": 0.0, "ot_converged_frac": 1.0}),
+                    "fia": arm({"ot_iters_mean": 12.5, "ot_converged_frac": 0.75})}}
+    rows = {line.split("|")[1].strip(): line.split("|")[4].strip()
+            for line in ablate._diagnostics_table(doc) if line.startswith("| ") and "---" not in line}
+    assert rows["baseline"] == "–" and rows["fia_uniform"] == "–" and rows["fia"] == "0.750"

@@ -78,3 +78,36 @@ def test_missing_file_names_infoenh_mosi(tmp_path, monkeypatch):
     monkeypatch.setenv("INFOENH_MOSI", str(tmp_path / "nope.pkl"))
     with pytest.raises(FileNotFoundError, match="INFOENH_MOSI is set"):
         load_labelled(mosi_path())
+
+
+def test_data_check_mosi_labels_a_readers_file_and_says_it_came_through_the_variable(tmp_path, monkeypatch, capsys):
+    """Before: only 'checksum unknown file, not verified; sha256 ...', and no word of INFOENH_MOSI."""
+    from infoenh.cli import main
+
+    path = tmp_path / "mine.pkl"
+    sha = _file(path)
+    monkeypatch.setenv("INFOENH_MOSI", str(path))
+    assert main(["data", "check", "mosi"]) == 0
+    out = capsys.readouterr().out
+    assert f"MOSI-format file mine.pkl, sha256 {sha[:12]}, not MMSA's published file" in out
+    assert "'mosi' through INFOENH_MOSI" in out
+
+
+def test_data_check_mosi_without_a_file_tells_a_command_line_user_what_to_do(tmp_path, monkeypatch, capsys):
+    from infoenh.cli import main
+
+    monkeypatch.delenv("INFOENH_MOSI", raising=False)
+    monkeypatch.setenv("INFOENH_DATA", str(tmp_path))
+    assert main(["data", "check", "mosi"]) != 0
+    err = capsys.readouterr().err
+    assert "set INFOENH_MOSI=FILE or pass the file's path" in err and "load_mmsa." not in err
+
+
+def test_a_banner_names_a_file_in_the_working_folder_once(tmp_path, monkeypatch):
+    """Before: 'SYNTHETIC testbed x.pkl (not MOSI) (x.pkl)'; a path with a folder is still shown."""
+    from infoenh.train.runner import load_data
+
+    _file(tmp_path / "x.pkl", synthetic=True)
+    monkeypatch.chdir(tmp_path)
+    assert load_data("x.pkl")[1]["dataset"] == "SYNTHETIC testbed x.pkl (not MOSI)"
+    assert load_data(str(tmp_path / "x.pkl"))[1]["dataset"].endswith(f"(not MOSI) ({tmp_path / 'x.pkl'})")

@@ -121,7 +121,8 @@ def test_sequential_grid_writes_tables_and_a_second_call_skips_finished_runs(tmp
                                        for h in ("lf", "selfmm"))
     assert f"Spec sha256 {ran['spec_sha256'][:12]}" in md
     assert "Options beyond the host's defaults (every host): epochs: 1, infoenh_kwargs.d: 8" in md
-    assert "Seeds: 2. lf: epoch cap 1: 4 of 4 runs selected the last epoch allowed (not converged" in md
+    assert "Seeds: 2 (1111, 1112). lf: epoch cap 1: convergence not assessed" in md   # one epoch: nothing to compare
+    assert md.count("Seeds:") == 1 and "Arms added as references" not in md      # one seed paragraph; none added
     # Holm beside the raw p in every comparison cell, one family per table and dataset
     holm = doc["holm"]["table2/synthetic-ci"]
     assert set(holm["p_holm"]) == {"synthetic-ci/lf/plumbing vs baseline", "synthetic-ci/selfmm/plumbing vs baseline"}
@@ -432,3 +433,16 @@ def test_progress_names_added_references_and_counts_what_is_left(tmp_path):
              run_fn=lambda r, s, o: {"key": r.key, "status": "failed", "error": "x"})
     assert "+ baseline (reference of plumbing, full)" in lines[0] and "+ plumbing (reference of full)" in lines[0]
     assert "running or queued 2" in lines[1] and "running or queued 0" in lines[3]
+
+
+def test_one_seed_grid_md_says_so_in_one_line_and_names_the_added_references(tmp_path):
+    """Before: the full statistics paragraph ('from 1 seeds', 'Holm over the 0 ...'), two seed
+    paragraphs, and no word in grid.md of the arms added as references."""
+    spec = validate_spec({**SPEC, "hosts": ["lf"], "arms": ["full"], "seeds": [1111]})
+    run_grid(spec, tmp_path / "G", executor="sequential", log=lambda s: None,
+             run_fn=lambda r, s, o: {"key": r.key, "status": "failed", "error": "x"})
+    md = (tmp_path / "G" / "grid.md").read_text()
+    assert "1 seed: no paired test or interval." in md and "from 1 seeds" not in md and "Holm)" not in md
+    assert md.count("Seeds:") == 1
+    assert ("Arms added as references (not in the spec's arms): baseline (reference of plumbing, full); "
+            "plumbing (reference of full).") in md

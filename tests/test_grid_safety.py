@@ -174,6 +174,9 @@ HOSTILE = {
                     "in_dims is set from the host's encoders"),
     "ievalue.yaml": (BASE + "seeds: [1]\noptions: {infoenh_kwargs: {fia_mode: sideways}}\n", "fia-mode must be one of"),
     "long.yaml": (BASE + "seeds: [1]\noptions: {epochs: '" + "x" * 30000 + "'}\n", "--epochs must be an integer"),
+    # InfoEnh's options are checked even when every arm is the host alone (the tables resolve them)
+    "baseline_reg.yaml": (BASE + "seeds: [1]\narms: [baseline]\noptions: {reg: -1, epochs: 1}\n", "host lf: "),
+    "baseline_k.yaml": (BASE + "seeds: [1]\narms: [baseline]\noptions: {k: abc, epochs: 1}\n", "host lf: "),
     "longkey.yaml": (BASE + "seeds: [1]\n" + "k" * 1000 + ": 1\n", "unknown key 'kkkk"),
     "longyaml.yaml": (BASE + "seeds: [1]\n" + "k" * 20000 + ": 1\n", "not valid YAML"),
 }

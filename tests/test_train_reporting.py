@@ -202,8 +202,8 @@ def test_results_and_run_json_say_what_ran(tiny_ds, tmp_path):
     assert on_disk["epoch_cap"] == {"cap": 1, "at_cap": 2, "runs": 2, "seeds_at_cap": [1111, 1112]}
     table = format_table(doc)
     assert "options beyond the host's defaults: epochs: 1, infoenh_kwargs.d: 8, infoenh_kwargs.k: 4" in table
-    assert "seeds: 2 | epoch cap 1: 2 of 2 runs selected the last epoch allowed (not converged" in table
-    assert "   1*  " in table and "* the last epoch allowed (--epochs 1): not converged" in table
+    assert "seeds: 2 | epoch cap 1: convergence not assessed" in table     # one epoch: nothing to compare
+    assert "   1*  " in table and "* the only epoch allowed (--epochs 1): convergence not assessed" in table
 
 
 def test_a_file_checksum_is_recorded_with_whether_it_matched_a_published_sum(tiny_ds):
@@ -231,3 +231,23 @@ def test_the_cap_flag_is_the_selected_epoch_at_the_last_epoch_allowed():
     assert cap_text(c) == ("epoch cap 5: 2 of 3 runs selected the last epoch allowed (not converged: the validation "
                            "loss was still improving)")
     assert cap_text(cap_count(runs, None)) == "no epoch cap: all 3 runs ended by early stopping"
+
+
+def test_a_one_epoch_cap_says_convergence_was_not_assessed():
+    """Before: 'N of N runs selected the last epoch allowed (not converged: ...)' with --epochs 1."""
+    from infoenh.train.provenance import cap_count, cap_text
+
+    text = cap_text(cap_count([{"seed": 1, "best_epoch": 1}, {"seed": 2, "best_epoch": 1}], 1))
+    assert text.startswith("epoch cap 1: convergence not assessed") and "not converged" not in text
+
+
+def test_one_seeds_table_prints_no_spread_and_no_convergence_claim():
+    """Before: mean±std '1.3816±0.0000' from one seed, and '* ... not converged' under --epochs 1."""
+    from infoenh.train.results import format_table, results_doc
+
+    metrics = {"MAE": 1.3816, "Corr": 0.1, "Mult_acc_7": 0.2}
+    doc = results_doc([{"seed": 1111, "best_epoch": 1, "test": dict(metrics), "valid": dict(metrics)}],
+                      {"model": "lf", "epochs": 1})
+    table = format_table(doc)
+    assert "1.3816±n/a" in table and "±0.0000" not in table
+    assert "not converged" not in table and "convergence not assessed" in table

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
 from .formats import MODALITIES
+from .identity import ENV, identify
 from .mmsa import load_mmsa
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -47,6 +49,10 @@ def check_file(path: PathLike, *, sha256: Optional[str] = None, inf_policy: str 
         warnings.simplefilter("always")
         ds = load_mmsa(path, verify=verify, inf_policy=inf_policy, sha256=sha256)
     meta = ds.meta
+    through = None                       # the dataset name "mosi" stands for $INFOENH_MOSI when that is set
+    if os.fspath(path).lower() == "mosi" and os.environ.get(ENV, "").strip():
+        through = ENV
+    ident = identify(Path(meta["path"]).name, meta["sha256"], bool(ds.synthetic)) if meta["sha256"] else None
     splits = {}
     for s in ds:
         d = ds[s]
@@ -61,6 +67,7 @@ def check_file(path: PathLike, *, sha256: Optional[str] = None, inf_policy: str 
     return {
         "path": meta["path"], "size_bytes": os.path.getsize(meta["path"]),
         "checksum": meta["checksum"], "sha256": meta["sha256"], "known_as": meta["known_as"],
+        "identity": ident.label if ident else None, "found_through": through,
         "layout": meta["layout"], "aligned": meta["aligned"], "synthetic": ds.synthetic,
         "synthetic_info": _marker_summary(ds.synthetic_info), "dims": ds.dims,
         "mask_rules": meta["mask_rules"], "inf_policy": inf_policy,
@@ -86,11 +93,15 @@ def format_summary(summary: Dict[str, Any]) -> str:
         lines.append(f"SYNTHETIC testbed (generator {info.get('generator', '?')}, seed {info.get('seed', '?')}): "
                      "not CMU-MOSI/MOSEI data")
     lines.append(f"file      {s['path']} ({s['size_bytes'] / 2**20:.1f} MiB)")
+    if s.get("found_through"):
+        lines.append(f"found     'mosi' through {s['found_through']} (set to {s['path']})")
     ck = s["checksum"]
     if ck == "verified":
         lines.append(f"checksum  verified ({s['known_as']}) sha256 {s['sha256']}")
     elif ck == "unknown":
         lines.append(f"checksum  unknown file, not verified; sha256 {s['sha256']}")
+        if s.get("identity") and not s["synthetic"]:
+            lines.append(f"identity  {s['identity']}")
     else:
         lines.append("checksum  skipped")
     lines.append(f"format    {s['layout']} layout, {'aligned' if s['aligned'] else 'unaligned'}; "

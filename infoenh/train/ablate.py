@@ -185,10 +185,11 @@ def statistics_note(n_seeds: Optional[int], family: Optional[int], level: float 
             "(up to the metrics' rounding: a constant difference has no t-test).")
 
 
-def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any]) -> List[str]:
-    """The lines under a table's title that say what ran."""
+def what_ran(options: Dict[str, Any], n_seeds: int, cap: Dict[str, Any], seeds=None) -> List[str]:
+    """The lines under a table's title that say what ran (``seeds``: the list, shown beside the count)."""
+    listed = f" ({', '.join(map(str, seeds))})" if seeds else ""
     return [f"Options beyond the host's defaults: {options_text(options)}.", "",
-            f"Seeds: {n_seeds}. {cap_text(cap)}."]
+            f"Seeds: {n_seeds}{listed}. {cap_text(cap)}."]
 
 
 def format_markdown(doc: Dict[str, Any]) -> str:
@@ -198,12 +199,13 @@ def format_markdown(doc: Dict[str, Any]) -> str:
     arms = cfg["arms"]
     metrics = [k for k in TABLE_METRICS if k in doc["arms"][arms[0]]["summary"]]
     lines: List[str] = [f"# Ablation: {cfg.get('model', '?')} on {cfg.get('dataset', '?')}", ""]
-    if "options_changed" in cfg:
+    ran = "options_changed" in cfg       # files written before it list the seeds in the line below
+    if ran:
         lines += what_ran(cfg["options_changed"], cfg.get("n_seeds", len(cfg.get("seeds") or [])),
-                          doc.get("epoch_cap") or cap_count([], cfg.get("epochs"))) + [""]
+                          doc.get("epoch_cap") or cap_count([], cfg.get("epochs")), cfg.get("seeds")) + [""]
     lines += [
-        f"Seeds: {cfg.get('seeds')}. Test metrics at the epoch selected on validation loss; mean ± sample std "
-        "over seeds (accuracies and F1 in %).", "",
+        ("" if ran else f"Seeds: {cfg.get('seeds')}. ") + "Test metrics at the epoch selected on validation loss; "
+        "mean ± sample std over seeds (accuracies and F1 in %).", "",
         "| arm | " + " | ".join(_title(k) for k in metrics) + " |",
         "|---|" + "---|" * len(metrics),
     ]
@@ -252,9 +254,17 @@ def arm_diagnostics(arm_doc: Dict[str, Any]) -> Dict[str, Optional[float]]:
     runs = arm_doc["runs"]
     diags = [with_kept_frac(r.get("diagnostics")) for r in runs]
     return {"n_params": arm_doc.get("n_params"),
-            "kept_frac": _mean([d.get("kept_frac") for d in diags]), "ot_converged_frac": _mean([d.get("ot_converged_frac") for d in diags]),
+            "kept_frac": _mean([d.get("kept_frac") for d in diags]),
+            "ot_converged_frac": _mean([_ot_converged(d) for d in diags]),
             "wall_seconds": _mean([r.get("wall_seconds") for r in runs]),
             "peak_memory_bytes": _mean([r.get("peak_memory_bytes") for r in runs])}
+
+
+def _ot_converged(diag: Dict[str, Any]) -> Optional[float]:
+    """A run's share of OT problems converged; None where no OT problem was solved (a uniform plan,
+    ``fia_uniform``: zero Sinkhorn iterations, so its 'converged' flag says nothing)."""
+    it = diag.get("ot_iters_mean")
+    return None if it is not None and float(it) == 0.0 else diag.get("ot_converged_frac")
 
 
 def _diagnostics_table(doc: Dict[str, Any]) -> List[str]:

@@ -90,14 +90,18 @@ class GridSpec:
     def labels(self) -> Dict[str, str]:
         return dataset_labels(self.datasets, self.synthetic_scale)
 
+    def base_config(self, host: str, seed: Optional[int] = None, dataset: Optional[str] = None) -> TrainConfig:
+        """The TrainConfig the spec gives ``host`` (on ``dataset``) before an arm is applied: options,
+        then the host's options, then the dataset's options for the host."""
+        per_data = self.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
+        kw = _config_kwargs({**self.options, **self.host_options.get(host, {}), **per_data})
+        return TrainConfig(model=host, quiet=True, **kw, **({} if seed is None else {"seed": seed}))
+
     def config(self, host: str, arm: str, seed: int, dataset: Optional[str] = None) -> TrainConfig:
         """The TrainConfig of one run: options, then the host's options, then the dataset's options
         for the host (``dataset_options``; each dataset's MMSA settings are applied from the data,
         :mod:`infoenh.models.settings`), then the arm, the seed."""
-        per_data = self.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
-        kw = _config_kwargs({**self.options, **self.host_options.get(host, {}), **per_data})
-        base = TrainConfig(model=host, seed=seed, quiet=True, **kw)
-        cfg = arm_config(base, arm)
+        cfg = arm_config(self.base_config(host, seed, dataset), arm)
         if cfg.infoenh == "none":         # no InfoEnh: its options must not enter the run's fingerprint
             cfg = dataclasses.replace(cfg, infoenh_kwargs={})
         return cfg
@@ -293,10 +297,13 @@ def validate_spec(doc: Dict[str, Any], *, check_paths: bool = True) -> GridSpec:
                     n_boot=n_boot, threads=threads, dataset_options=dataset_options)
     for d in [None, *dataset_options]:    # every configuration checked before anything runs
         for h in hosts:
-            for a in arms:
-                where = f"host {h}, arm {a}" + ("" if d is None else f", dataset {d}")
+            for a in [*arms, None]:
+                where = f"host {h}" + ("" if a is None else f", arm {a}") + ("" if d is None else f", dataset {d}")
                 try:
-                    cfg = spec.config(h, a, spec.seeds[0], d).resolved()
+                    # a is None: the host's options under an InfoEnh arm (the tables resolve them even when
+                    # every arm run is the host alone, which drops InfoEnh's options)
+                    cfg = (arm_config(spec.base_config(h, spec.seeds[0], d), "full") if a is None
+                           else spec.config(h, a, spec.seeds[0], d)).resolved()
                     infoenh_settings(cfg)     # InfoEnh's own checks of its options (built alone: cheap)
                 except (TypeError, ValueError, KeyError, OverflowError) as e:
                     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
@@ -649,15 +656,18 @@ def format_markdown(doc: Dict[str, Any]) -> str:
     lines = [f"# Grid: {', '.join(spec['hosts'])} on {', '.join(doc['datasets'].values())}", ""]
     if doc.get("synthetic"):
         lines += [f"**{synthetic_note(doc)}**", ""]
-    lines += [
-             f"Seeds: {spec['seeds']}. Test metrics at the epoch selected on validation loss; mean ± sample std over "
-             "the finished seeds (accuracies and F1 in %). A cell with fewer finished seeds than asked for says "
-             "`n=finished/asked`; one with none says `missing`. Paired differences: arm − reference over the "
-             "seeds finished in both, with the paired t-test's p.", "",
-             f"Runs: {doc['summary']['done']} done, {doc['summary']['failed']} failed, of {doc['summary']['runs']}."]
-    from .grid_report import shown, what_ran_lines
+    from .grid_report import added_references, shown, what_ran_lines
 
-    ran = what_ran_lines(doc)
+    ran = what_ran_lines(doc)             # says the seeds (older files: the line below does)
+    lines += [
+             ("" if ran else f"Seeds: {spec['seeds']}. ") + "Test metrics at the epoch selected on validation loss; "
+             "mean ± sample std over the finished seeds (accuracies and F1 in %). A cell with fewer finished seeds "
+             "than asked for says `n=finished/asked`; one with none says `missing`. Paired differences: arm − "
+             "reference over the seeds finished in both, with the paired t-test's p.", "",
+             f"Runs: {doc['summary']['done']} done, {doc['summary']['failed']} failed, of {doc['summary']['runs']}."]
+    added = added_references(spec["arms"], spec.get("requested_arms") or spec["arms"])
+    if added:
+        lines += ["", f"Arms added as references (not in the spec's arms): {'; '.join(added)}."]
     if ran:
         lines += [""] + [x for ln in ran for x in (ln, "")][:-1]
     from .ablate import statistics_note
@@ -668,8 +678,9 @@ def format_markdown(doc: Dict[str, Any]) -> str:
             continue
         for d, lab in doc["datasets"].items():
             holm = (doc.get("holm") or {}).get(f"{name}/{lab}") or {}
-            lines += ["", f"## {t['title']} — {lab}", "",
-                      statistics_note(len(spec["seeds"]), holm.get("family")), "", head, rule]
+            note = (statistics_note(len(spec["seeds"]), holm.get("family")) if len(spec["seeds"]) > 1
+                    else "1 seed: no paired test or interval.")
+            lines += ["", f"## {t['title']} — {lab}", "", note, "", head, rule]
             for h in spec["hosts"]:
                 for a in t["arms"]:
                     cell = doc["cells"][f"{lab}/{h}/{a}"]

@@ -248,7 +248,7 @@ def run_grid(spec: GridSpec, out, *, executor: str = "auto", address: Optional[s
     error (:class:`~infoenh.train.fingerprint.FingerprintMismatch`) listing them, unless ``fresh``,
     which deletes those folders (and only those) and trains them again."""
     from .fingerprint import FingerprintMismatch
-    from .arms import references
+    from .grid_report import added_references
     from .checkpoint import write_json
     from .lock import folder_lock
 
@@ -282,9 +282,7 @@ def run_grid(spec: GridSpec, out, *, executor: str = "auto", address: Optional[s
                    out / "grid_spec.json")
         counts = " x ".join(_count(n, what) for n, what in ((len(spec.datasets), "dataset"), (len(spec.hosts), "host"),
                                                             (len(spec.arms), "arm"), (len(spec.seeds), "seed")))
-        added = [a for a in spec.arms if a not in spec.requested_arms]
-        refs = "".join(f"; + {a} (reference of {', '.join(u for u in spec.arms if a in references(u))})"
-                       for a in added)
+        refs = "".join(f"; + {a}" for a in added_references(spec.arms, spec.requested_arms))
         progress.log(f"grid: {_count(len(runs), 'run')} ({counts}) on {executor}, in {out}{refs}")
         if executor == "ray":
             records = run_ray(runs, spec, out, address=address, num_cpus=num_cpus, cpus_per_run=cpus_per_run,

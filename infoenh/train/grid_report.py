@@ -9,14 +9,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .arms import references
 from .config import TrainConfig
-from .grid import GridSpec, _config_kwargs
+from .grid import GridSpec
 
 
 def _host_base(spec: GridSpec, host: str, dataset: Optional[str] = None) -> TrainConfig:
     """The configuration the spec gives ``host`` (on ``dataset``) before an arm is applied (for what ran)."""
-    per_data = spec.dataset_options.get(dataset, {}).get(host, {}) if dataset is not None else {}
-    return TrainConfig(model=host, quiet=True,
-                       **_config_kwargs({**spec.options, **spec.host_options.get(host, {}), **per_data}))
+    return spec.base_config(host, None, dataset)
 
 
 def table_comparisons(doc: Dict[str, Any], name: str, label: str) -> List[str]:
@@ -94,4 +92,11 @@ def what_ran_lines(doc: Dict[str, Any]) -> List[str]:
         options = [f"Options beyond the host's defaults, {h}: {o}." for h, o in opts.items()]
     caps = [f"{h}: {cap_text(w['epoch_cap'][h])}" for h in hosts]
     return [f"Spec sha256 {w['spec_sha256'][:12]} (a grid with any option different has another).",
-            *options, f"Seeds: {w['n_seeds']}. " + "; ".join(caps) + "."]
+            *options, f"Seeds: {w['n_seeds']} ({', '.join(map(str, doc['spec']['seeds']))}). " + "; ".join(caps) + "."]
+
+
+def added_references(arms: Sequence[str], requested: Sequence[str]) -> List[str]:
+    """The arms a grid runs only as references of the arms its spec asked for, each with the arms it
+    serves: ``["baseline (reference of plumbing, fib)", "plumbing (reference of fib)"]``."""
+    return [f"{a} (reference of {', '.join(u for u in arms if a in references(u))})"
+            for a in arms if a not in requested]

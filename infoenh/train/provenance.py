@@ -88,6 +88,8 @@ def cap_text(c: Mapping[str, Any]) -> str:
     """One line for a table from :func:`cap_count`."""
     if c["cap"] is None:
         return f"no epoch cap: all {c['runs']} runs ended by early stopping"
+    if c["cap"] == 1:                    # one epoch: no later epoch to compare the selected one with
+        return "epoch cap 1: convergence not assessed (one epoch allowed, so nothing to compare)"
     note = " (not converged: the validation loss was still improving)" if c["at_cap"] else ""
     return f"epoch cap {c['cap']}: {c['at_cap']} of {c['runs']} runs selected the last epoch allowed{note}"
 

@@ -124,12 +124,16 @@ def format_table(doc: Dict[str, Any], split: str = "test") -> str:
     rows = [[str(r["seed"]), f"{r['best_epoch']}{'*' if at_cap(r, cap) else ''}"]
             + [_fmt(r[split][k], s) for k, _, s in cols] for r in doc["runs"]]
     summ = doc["summary"][split]
-    rows.append(["mean±std", ""] + [f"{_fmt(summ[k]['mean'], s)}±{_fmt(summ[k]['std'], s)}" for k, _, s in cols])
+    one = len(doc["runs"]) == 1          # one seed: no spread to report (a std of 0 would read as measured)
+    rows.append(["mean±std", ""] + [f"{_fmt(summ[k]['mean'], s)}±{'n/a' if one else _fmt(summ[k]['std'], s)}"
+                                    for k, _, s in cols])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     out = [title, f"{split} metrics at the epoch selected on validation loss (accuracies/F1 in %)",
            line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
-    if any(at_cap(r, cap) for r in doc["runs"]):
+    if cap == 1:
+        out.append("* the only epoch allowed (--epochs 1): convergence not assessed")
+    elif any(at_cap(r, cap) for r in doc["runs"]):
         out.append(f"* the last epoch allowed (--epochs {cap}): not converged, the validation loss was still improving")
     return "\n".join(out)

@@ -69,7 +69,7 @@ def load_data(spec: str, *, scale: Optional[str] = None, synthetic_seed: int = 0
 
         path = resolve(spec)      # a path, or mosi / mosei...: mosi is $INFOENH_MOSI when set
         ds, ident = load_labelled(path, inf_policy=inf_policy)   # MMSA's file, another MOSI-format file, or SYNTHETIC
-        label = f"{ident.label} ({path})"
+        label = ident.label if str(path) == ident.name else f"{ident.label} ({path})"   # the name said once
         extra = {}
     info = {"data": spec, "dataset": label, "synthetic": bool(ds.synthetic),
             "sizes": {s: len(ds[s]) for s in ds}, "dims": dict(ds.dims), **extra}
