@@ -10,7 +10,7 @@ import torch
 
 
 def sinkhorn_numpy(a, b, C, reg, n_iter):
-    """Plain scaling-form Sinkhorn, for teaching. Returns the plan and the marginal errors."""
+    """Scaling-form Sinkhorn: (plan [n, m], column-marginal error of each step)."""
     K = np.exp(-C / reg)  # Gibbs kernel
     u = np.full(len(a), 1 / len(a), dtype=C.dtype)
     errors = []
@@ -23,10 +23,13 @@ def sinkhorn_numpy(a, b, C, reg, n_iter):
 
 
 def sinkhorn_log(C, reg, n_iter, a=None, b=None):
-    """Log-domain Sinkhorn on C [..., n, m]: (plan, phi [..., n], psi [..., m]), phi = log u."""
+    """Log-domain Sinkhorn on C [..., n, m] -> (plan, phi [..., n], psi [..., m])."""
     n, m = C.shape[-2:]
-    log_a = torch.full(C.shape[:-1], -np.log(n), dtype=C.dtype) if a is None else a.log()
-    log_b = torch.full(C.shape[:-2] + (m,), -np.log(m), dtype=C.dtype) if b is None else b.log()
+    if a is None:                                    # uniform marginals
+        a = torch.full(C.shape[:-1], 1 / n, dtype=C.dtype)
+    if b is None:
+        b = torch.full(C.shape[:-2] + (m,), 1 / m, dtype=C.dtype)
+    log_a, log_b = a.log(), b.log()
     S = -C / reg                                     # log of the Gibbs kernel
     phi = torch.full_like(log_a, -np.log(n))        # POT's start, u = 1/n
     for _ in range(n_iter):
