@@ -200,3 +200,14 @@ def test_glue_names_are_read_from_the_roles_only():
 
     text = "A {glue:text}`ch1_a:.2f`, {glue:}`ch1_b` and {glue}`ch1_c`; not `ch1_d` nor {doc}`x`."
     assert glue_names(text) == ["ch1_a", "ch1_b", "ch1_c"]
+
+
+def test_equation_index_cites_every_numbered_equation():
+    """book/equations.md, the index of the book's equations, cites each labelled display
+    equation of the chapters by its number ({eq}`label`), so none is left out of it."""
+    index = BookIndex.load(ROOT)
+    text = (ROOT / "book" / "equations.md").read_text(encoding="utf-8")
+    chapters = {label for label in index.links.equations}
+    assert chapters, "no labelled display equation in the book"
+    missing = sorted(label for label in chapters if f"{{eq}}`{label}`" not in text)
+    assert not missing, f"book/equations.md does not cite: {missing}"

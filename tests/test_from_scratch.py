@@ -63,7 +63,7 @@ def test_fia_from_scratch_equals_the_package(names):
         _torch.testing.assert_close(mine[name], ref.enhanced[name], rtol=1e-9, atol=1e-12)
     for p, pair in enumerate(ref.pairs):
         _torch.testing.assert_close(plans[pair], ref.plans[:, p], rtol=1e-9, atol=1e-13)
-    _torch.testing.assert_close(_fia_scratch.cosine_cost(feats[names[0]], feats[names[1]]),
+    _torch.testing.assert_close(_fia_scratch.one_minus_cos(feats[names[0]], feats[names[1]]),
                                 _cosine_cost(feats[names[0]], feats[names[1]]))
 
 
