@@ -1,9 +1,9 @@
-"""Small views of FIA's inputs and outputs that chapter 5 (and its section page) measure with:
-the synthetic testbed it aligns, one transported block out of FIA's output, a masked mean over
-time, and the effective number of partners of a plan."""
+"""What chapter 5 (and its section page) measure FIA with, besides :mod:`infoenh.analysis`
+(whose ``transported`` cuts E_{i->j} out of FIA's output): the synthetic testbed it aligns, a
+masked mean over time, and the effective number of partners of a whole plan."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 from torch import Tensor
@@ -26,14 +26,6 @@ def fia_testbed(n_clips: int, d: int = 16, k: int = 12, device="cpu"):
     return ds, E, MASK
 
 
-def transported(out, i: str, j: str) -> Tensor:
-    """E_{i->j} [B, k, d] out of FIA's output ``out`` (own rows first, then the pairs (i, .))."""
-    own_pairs = [p for p in out.pairs if p[0] == i]
-    d = out.enhanced[i].shape[-1] // (1 + len(own_pairs))
-    slot = 1 + own_pairs.index((i, j))
-    return out.enhanced[i][..., slot * d:(slot + 1) * d]
-
-
 def pool(x: Tensor, mask: Tensor) -> Tensor:
     """Mean over the real rows: x [B, k, d], mask [B, k] bool -> [B, d]."""
     w = mask.unsqueeze(-1).to(x.dtype)
@@ -41,8 +33,9 @@ def pool(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def partners(plan: Tensor) -> float:
-    """Effective number of partners per source point of plans [..., n, m],
-    exp(H(P) - H(a)) averaged over the plans: 1 for a matching."""
+    """Effective number of partners per source point of plans [..., n, m], one number per plan,
+    exp(H(P) - H(a)) (the exponential of the mass-weighted mean row entropy), averaged over the
+    plans: 1 for a matching. :func:`infoenh.analysis.plan_effective_partners` gives it per row."""
     a = plan.sum(-1)
     h_p = -(plan * plan.clamp_min(1e-30).log()).sum((-2, -1))
     h_a = -(a * a.clamp_min(1e-30).log()).sum(-1)
