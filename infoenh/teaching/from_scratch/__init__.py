@@ -8,3 +8,15 @@ reading over speed and input checks: use the package in real work.
 - :mod:`.infonce`  chapter 2: InfoNCE with sentiment-aware negatives (= :func:`infoenh.infonce.sentiment_infonce`)
 - :mod:`.fib`      chapter 3: FIB as an ``nn.Module`` (= :class:`infoenh.fib.FIB`)
 """
+import inspect
+
+
+def show(obj):
+    """The source of a from-scratch piece as highlighted code, for a chapter to display
+    (an ``IPython.display.Code``; plain text when IPython is missing)."""
+    source = inspect.getsource(obj)
+    try:
+        from IPython.display import Code
+    except ImportError:                      # pragma: no cover - outside Jupyter
+        return source
+    return Code(source, language="python")
