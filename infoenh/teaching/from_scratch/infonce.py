@@ -24,9 +24,9 @@ def infonce(e: Tensor, z: Tensor, y: Tensor, rows: Tensor, tau: float = 0.1,
     """e, z [B, k, d], labels y [B], real rows [B, k] bool -> the mean of l_i over anchors
     that have a negative (0 when none has)."""
     w = rows.unsqueeze(-1).float()
-    r_e = (e * w).sum(1) / w.sum(1).clamp(min=1)          # pooled e_i, [B, d]
-    r_z = (z * w).sum(1) / w.sum(1).clamp(min=1)          # pooled z_i, [B, d]
-    S = F.normalize(r_z, dim=1) @ F.normalize(r_e, dim=1).T / tau   # S[i, j] = s(e_j, z_i)
+    e_bar = (e * w).sum(1) / w.sum(1).clamp(min=1)        # pooled e_i, [B, d]
+    z_bar = (z * w).sum(1) / w.sum(1).clamp(min=1)        # pooled z_i, [B, d]
+    S = F.normalize(z_bar, dim=1) @ F.normalize(e_bar, dim=1).T / tau  # T(e_j, z_i)
     c = sentiment_classes(y, negatives)
     neg = c[:, None] != c[None, :]                        # neg[i, j]: j is in N(i)
     keep = neg | torch.eye(len(y), dtype=torch.bool)      # positive + negatives
