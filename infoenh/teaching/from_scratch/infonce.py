@@ -28,7 +28,7 @@ def infonce(e: Tensor, z: Tensor, y: Tensor, rows: Tensor, tau: float = 0.1,
     z_bar = (z * w).sum(1) / w.sum(1).clamp(min=1)        # pooled z_i, [B, d]
     S = F.normalize(z_bar, dim=1) @ F.normalize(e_bar, dim=1).T / tau  # T(e_j, z_i)
     c = sentiment_classes(y, negatives)
-    neg = c[:, None] != c[None, :]                        # neg[i, j]: j is in N(i)
+    neg = c[:, None] != c[None, :]                        # neg[i, j]: j is in D_i
     keep = neg | torch.eye(len(y), dtype=torch.bool)      # positive + negatives
     loss = torch.logsumexp(S.masked_fill(~keep, -torch.inf), dim=1) - S.diagonal()
     has = neg.any(dim=1)
