@@ -5,9 +5,10 @@ from __future__ import annotations
 from .style import figsize
 
 
-def block_diagram(show: bool = True):
+def block_diagram(show: bool = True, chapters: bool = False):
     """The data flow of a host with InfoEnh, top to bottom, drawn with matplotlib patches.
-    Shows the figure (``show=True``) or returns it."""
+    Shows the figure (``show=True``) or returns it. ``chapters=True`` writes in the blocks the
+    chapter that builds each (the book's roadmap, chapter 1)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
@@ -51,6 +52,15 @@ def block_diagram(show: bool = True):
             va="center")
     ax.text(7.35, 2.75, "outside the\nframe: the\nhost's own\nparts", fontsize=9, ha="left",
             va="center")
+    if chapters:
+        tag = dict(fontsize=8, fontweight="bold", color="0.3", va="center")
+        ax.text(7.45, 7.95, "data: ch. 1", ha="left", **tag)
+        ax.text(7.45, 6.75, "hosts: ch. 6", ha="left", **tag)
+        ax.text(8.75, 6.15, "InfoNCE: ch. 2", ha="center", **tag)
+        ax.text(7.0, 5.0, "FIB: ch. 3", ha="right", **tag)
+        ax.text(7.0, 3.65, "OT: ch. 4, FIA: ch. 5", ha="right", **tag)
+        ax.text(7.0, 1.35, "assembly: ch. 6", ha="right", **tag)
+        ax.text(9.7, 0.2, "training: ch. 7-9", ha="right", **tag)
     if not show:
         return fig
     plt.show()
