@@ -254,7 +254,10 @@ const figs = Array.from(article.querySelectorAll('.cell_output img, figure img')
 });
 const code = [];
 for (const pre of article.querySelectorAll('pre')) {
-  if (pre.closest('.cell_output') || pre.closest('.output')) continue;
+  // code a reader sees: cell inputs and prose code blocks, and code a cell displays as code
+  // (IPython's Code, an HTML output); not the text a cell prints
+  const out = pre.closest('.cell_output') || pre.closest('.output');
+  if (out && !pre.closest('.text_html')) continue;
   for (const line of pre.textContent.split('\\n')) code.push(line);
 }
 return JSON.stringify({eqs, figs, code,
