@@ -162,3 +162,21 @@ def test_committed_values_file_is_a_book_run():
     for doc, entry in data["chapters"].items():
         assert (ROOT / f"{doc}.md").exists(), f"{doc}: no such chapter"
         assert len(entry["code_sha256"]) == 64 and isinstance(entry["values"], dict)
+
+
+def test_bookkeeping_cells_fold_on_colab():
+    """Cells the book runs without showing them (remove-input: glue, claims) open folded in
+    Colab under one title, so a student meets the method first; their output stays visible."""
+    import jupytext
+
+    from infoenh.teaching.colab import BOOKKEEPING_TITLE
+
+    seen = 0
+    for md in sorted((ROOT / "notebooks").glob("*.md")):
+        hidden = [c.source for c in jupytext.read(md).cells
+                  if c.cell_type == "code" and "remove-input" in c.metadata.get("tags", [])]
+        folded = [c.source for c in nbformat.read(md.with_suffix(".ipynb"), as_version=4).cells
+                  if c.cell_type == "code" and c.source.startswith(BOOKKEEPING_TITLE + "\n")]
+        assert [f"{BOOKKEEPING_TITLE}\n{h}" for h in hidden] == folded, md.name
+        seen += len(hidden)
+    assert seen > 0

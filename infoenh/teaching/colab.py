@@ -68,12 +68,15 @@ SOLUTION_TITLE = "# @title Solution: double-click this title (or 'Show code') to
 INSTALL_TITLE = "# @title Install infoenh (runs on Colab only; double-click to see the code)"
 # cells the book folds (`hide-input`: plotting code) fold in Colab too, behind this title
 FIGURE_TITLE = "# @title Code for the figure below (double-click to see it)"
+# cells the book runs but does not show (`remove-input`: glue and claims) fold too; their
+# output, "name = value" for each number the text quotes, stays visible
+BOOKKEEPING_TITLE = "# @title The numbers the text quotes, and its checks (double-click to see the code)"
 
 
 def without_colab_title(source: str) -> str:
     """A code cell's source without the title line the Colab edition adds (install, solutions)."""
     first, _, rest = source.partition("\n")
-    return rest if first in (SOLUTION_TITLE, INSTALL_TITLE, FIGURE_TITLE) else source
+    return rest if first in (SOLUTION_TITLE, INSTALL_TITLE, FIGURE_TITLE, BOOKKEEPING_TITLE) else source
 
 
 def install_cell_source(repo: Repository) -> str:
@@ -164,7 +167,8 @@ def colab_notebook(md_path: Path, index: BookIndex,
             tags = meta.get("tags", [])
             title = (SOLUTION_TITLE if "solution" in tags else
                      INSTALL_TITLE if not any(c.cell_type == "code" for c in cells) else
-                     FIGURE_TITLE if "hide-input" in tags else None)
+                     FIGURE_TITLE if "hide-input" in tags else
+                     BOOKKEEPING_TITLE if "remove-input" in tags else None)
             if title:
                 # Colab's form view shows the title and hides the code until the reader opens it
                 meta["cellView"] = "form"
