@@ -46,7 +46,7 @@ class MyFIB(nn.Module):
 
 
 def copy_weights(mine: MyFIB, fib: nn.Module) -> MyFIB:
-    """Give ``mine`` the weights of a package :class:`infoenh.fib.FIB` (learned scorer)."""
+    """Give ``mine`` the weights of a package :class:`infoenh.fib.FIB` (learned score)."""
     mine.proj.load_state_dict(fib.proj.state_dict())
     mine.w.load_state_dict(fib.pool.w.state_dict())
     mine.gate.load_state_dict(fib.gate.state_dict())

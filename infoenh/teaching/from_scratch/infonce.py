@@ -21,8 +21,8 @@ def sentiment_classes(y: Tensor, negatives: str) -> Tensor:
 
 def infonce(e: Tensor, z: Tensor, y: Tensor, rows: Tensor, tau: float = 0.1,
             negatives: str = "sign") -> Tensor:
-    """e, z [B, k, d], labels y [B], real rows [B, k] bool -> the mean of l_i over anchors
-    that have a negative (0 when none has)."""
+    """e, z [B, k, d], labels y [B], real rows [B, k] bool -> mean of l_i over the
+    anchors that have a negative (0 when none has)."""
     w = rows.unsqueeze(-1).float()
     e_bar = (e * w).sum(1) / w.sum(1).clamp(min=1)        # pooled e_i, [B, d]
     z_bar = (z * w).sum(1) / w.sum(1).clamp(min=1)        # pooled z_i, [B, d]
