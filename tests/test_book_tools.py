@@ -91,19 +91,29 @@ def test_book_style_sets_one_theme():
 
 
 def test_chapters_are_numbered_in_reading_order():
-    numbers = toc_chapter_numbers(ROOT)
-    chapters = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
+    from infoenh.teaching.book_index import toc_chapter_of
+
+    numbers, pages = toc_chapter_numbers(ROOT), toc_chapter_of(ROOT)
+    stems = sorted(p.stem for p in (ROOT / "notebooks").glob("*.md"))
+    # a chapter's section pages (sections: in _toc.yml) share its number; the chapters count on
+    chapters = [c for c in stems if f"notebooks/{c}" in numbers]
+    assert all(f"notebooks/{c}" in pages for c in stems)
     assert [numbers[f"notebooks/{c}"] for c in chapters] == list(range(1, len(chapters) + 1))
     assert "book/glossary" not in numbers and "book/intro" not in numbers
 
 
 def test_exercises_are_numbered_by_chapter():
+    from infoenh.teaching.book_index import toc_chapter_of
+
     index = BookIndex.load(ROOT)
-    chapters = toc_chapter_numbers(ROOT)
+    pages = toc_chapter_of(ROOT)       # a chapter's section pages continue its count
+    by_chapter: dict = {}
+    for doc, numbers in index.links.numbers.items():    # table-of-contents order
+        by_chapter.setdefault(pages.get(doc), []).extend(numbers)
     seen = 0
-    for doc, numbers in index.links.numbers.items():
+    for chapter, numbers in by_chapter.items():
         if numbers:
-            assert numbers == [f"{chapters[doc]}.{i}" for i in range(1, len(numbers) + 1)], doc
+            assert numbers == [f"{chapter}.{i}" for i in range(1, len(numbers) + 1)], chapter
             seen += len(numbers)
     assert seen >= 9
 
@@ -136,6 +146,8 @@ def test_glue_roles_name_the_value_in_colab():
 def test_colab_titles_carry_the_chapter_number():
     numbers = toc_chapter_numbers(ROOT)
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        if f"notebooks/{path.stem}" not in numbers:
+            continue    # a chapter's section page (sections: in _toc.yml): the book numbers only chapters
         nb = nbformat.read(path, as_version=4)
         first = next(c.source for c in nb.cells if c.cell_type == "markdown")
         assert first.startswith(f"# {numbers[f'notebooks/{path.stem}']}. "), (path.name, first[:60])
@@ -200,3 +212,14 @@ def test_glue_names_are_read_from_the_roles_only():
 
     text = "A {glue:text}`ch1_a:.2f`, {glue:}`ch1_b` and {glue}`ch1_c`; not `ch1_d` nor {doc}`x`."
     assert glue_names(text) == ["ch1_a", "ch1_b", "ch1_c"]
+
+
+def test_equation_index_cites_every_numbered_equation():
+    """book/equations.md, the index of the book's equations, cites each labelled display
+    equation of the chapters by its number ({eq}`label`), so none is left out of it."""
+    index = BookIndex.load(ROOT)
+    text = (ROOT / "book" / "equations.md").read_text(encoding="utf-8")
+    chapters = {label for label in index.links.equations}
+    assert chapters, "no labelled display equation in the book"
+    missing = sorted(label for label in chapters if f"{{eq}}`{label}`" not in text)
+    assert not missing, f"book/equations.md does not cite: {missing}"

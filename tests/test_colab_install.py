@@ -141,10 +141,10 @@ def test_a_fork_changes_one_line_and_syncs(tmp_path, capsys):
     assert colab_main(["--root", str(root), "--check"]) == 1
     assert colab_main(["--root", str(root), "--sync"]) == 0
     assert problems(root) == []
-    ch3 = (root / "notebooks" / "03_infonce.ipynb").read_text()
-    assert "git+https://github.com/someone/fork@main" in ch3
-    assert "colab.research.google.com/github/someone/fork/blob/main/notebooks/02_information_bottleneck.ipynb" in ch3
-    assert "infoenh/infoenh-book" not in ch3
+    ch2 = (root / "notebooks" / "02_infonce.ipynb").read_text()
+    assert "git+https://github.com/someone/fork@main" in ch2
+    assert "colab.research.google.com/github/someone/fork/blob/main/notebooks/03_information_bottleneck.ipynb" in ch2
+    assert "infoenh/infoenh-book" not in ch2
     before = {p.name: p.read_text() for p in (root / "notebooks").glob("*.ipynb")}
     assert colab_main(["--root", str(root)]) == 0, "regenerating an up-to-date edition changes nothing"
     assert before == {p.name: p.read_text() for p in (root / "notebooks").glob("*.ipynb")}

@@ -31,6 +31,7 @@ def _ctx(doc="notebooks/02_b", numbers=("2.1", "2.2")):
         exercises={"ex-first": ("notebooks/02_b", numbers[0]), "ex-second": ("notebooks/02_b", numbers[1]),
                    "ex-elsewhere": ("notebooks/01_a", "1.1")},
         numbers={"notebooks/02_b": list(numbers)},
+        equations={"eq-energy": "2.1"},
     )
     return CellContext(doc, links, cell=5)
 
@@ -107,13 +108,15 @@ def test_admonitions_targets_comments_and_math():
     assert convert_cell("```{admonition} Why not POT?\n:class: dropdown\nSpeed.\n```", ctx) == (
         "<details>\n<summary>Why not POT?</summary>\n\nSpeed.\n\n</details>")
     assert convert_cell("(sec-x)=\n## Title\n% hidden remark\nText.", ctx) == "## Title\nText."
-    assert convert_cell("$$\nE = mc^2\n$$ (eq-energy)\n\nand $a_{1}$.", ctx) == "$$\nE = mc^2\n$$\n\nand $a_{1}$."
+    assert convert_cell("$$\nE = mc^2\n$$ (eq-energy)\n\nand $a_{1}$.", ctx) == "$$\nE = mc^2\n\\tag{2.1} $$\n\nand $a_{1}$."
 
 
 def test_unknown_markup_is_an_error_not_raw_text():
     with pytest.raises(MystConversionError, match="figure"):
         convert_cell("```{figure} plot.png\nA plot.\n```", _ctx())
-    with pytest.raises(MystConversionError, match="numref"):
+    with pytest.raises(MystConversionError, match="download"):
+        convert_cell("See {download}`fig-x.png`.", _ctx())
+    with pytest.raises(MystConversionError, match="fig-x"):      # {numref} of no numbered figure
         convert_cell("See {numref}`fig-x`.", _ctx())
     with pytest.raises(MystConversionError, match="never closed"):
         convert_cell("```{exercise}\nunclosed", _ctx())

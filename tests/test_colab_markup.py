@@ -40,7 +40,7 @@ def test_every_chapter_with_exercises_hides_its_solutions():
 
 @pytest.mark.parametrize("source, what", [
     ("InfoEnh {cite}`xie2024infoenh` filters.", "MyST role"),
-    ("See {doc}`02_information_bottleneck`.", "MyST role"),
+    ("See {doc}`03_information_bottleneck`.", "MyST role"),
     ("```{exercise}\n:label: ex\nDo it.\n```", "directive fence"),
     ("````{solution} ex\n:class: dropdown\nDone.\n````", "directive fence"),
     (":::{note}\nCareful.\n:::", "colon fence"),

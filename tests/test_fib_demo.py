@@ -1,11 +1,11 @@
-"""Tests for infoenh.teaching.fib_demo: the traced hard mask of chapter 2's straight-through demo."""
+"""Tests for infoenh.teaching.fib_demo: chapter 3's traced hard mask, marker switch, chance and scores."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from infoenh.teaching.fib_demo import MaskTrace, join_traces, trace_mask
+from infoenh.teaching.fib_demo import MaskTrace, add_marker, chance_recall, evaluate, join_traces, trace_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one thread (see conftest.one_thread)
 
@@ -115,3 +115,51 @@ def test_bad_data_and_mismatched_start():
     first = _trace(steps=1)
     with pytest.raises(ValueError, match="start was trained with d=6, k=4"):
         trace_mask(x, mask, y, straight_through=False, steps=1, k=3, start=first)
+
+
+def test_watch_records_the_hard_mask_of_the_watched_clips():
+    x, mask, y = _data()
+    t = trace_mask(x, mask, y, straight_through=False, steps=20, batch=16, probe_every=10,
+                   watch=(x[:2], mask[:2]))
+    assert t.watched.shape == (3, 2, 4, 6)
+    with torch.no_grad():
+        np.testing.assert_array_equal(t.watched[-1], t.fib(x[:2], mask[:2]).hard.numpy())
+    rest = trace_mask(x, mask, y, straight_through=True, steps=10, batch=16, probe_every=10,
+                      start=t, watch=(x[:2], mask[:2]))
+    assert join_traces(t, rest).watched.shape == (4, 2, 4, 6)
+    assert _trace().watched is None
+
+
+def test_add_marker_adds_only_at_planted_steps():
+    x, mask, _ = _data()
+    planted = torch.zeros_like(mask)
+    planted[:, 1] = True
+    out = add_marker(x, planted, 2, 3.0)
+    diff = out - x
+    assert torch.allclose(diff[:, 1, 2], torch.full((len(x),), 3.0))
+    diff[:, 1, 2] = 0
+    assert (diff == 0).all() and not torch.equal(out, x)
+    with pytest.raises(ValueError, match="dim"):
+        add_marker(x, planted, 6)
+
+
+def test_chance_recall_matches_k_over_length():
+    """Equal lengths L, one planted step each: random top-k hits it with probability k / L."""
+    mask = torch.ones(400, 10, dtype=torch.bool)
+    planted = torch.zeros_like(mask)
+    planted[:, 3] = True
+    assert abs(chance_recall(mask, planted, 4, n_sim=50) - 0.4) < 0.02
+    short = (torch.arange(10) < 2).expand(5, 10)                  # 2 real steps, k = 4: all hit
+    assert chance_recall(short, short & (torch.arange(10) == 1), 4, n_sim=5) == 1.0
+
+
+def test_evaluate_scores_the_trained_model():
+    x, mask, y = _data()
+    t = _trace()
+    planted = torch.zeros_like(mask)
+    planted[:, 0] = True
+    s = evaluate(t, x, mask, y, planted)
+    with torch.no_grad():
+        out = t.fib(x, mask)
+    assert s.recall == pytest.approx(float((out.idx == 0).sum()) / len(x))
+    assert s.per_feature.shape == (6,) and 0 < s.mae < 3

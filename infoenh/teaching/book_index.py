@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .bibliography import load_bibliography
-from .myst_markdown import Links, Section, first_heading, iter_directives, parse_blocks
+from .book_values import BookValues
+from .myst_markdown import Links, Section, first_heading, iter_directives, math_labels, parse_blocks
 
 _GITHUB = re.compile(r"^https://github\.com/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)(?:\.git)?/?$")
 
@@ -115,6 +116,62 @@ def toc_chapter_numbers(root: Path) -> Dict[str, int]:
     return numbers
 
 
+def toc_chapter_of(root: Path) -> Dict[str, int]:
+    """The chapter number of every page of a numbered part: a chapter's own page and its section
+    pages (``sections:`` in ``_toc.yml``, any depth). Figures, display equations and exercises are
+    numbered per chapter (``numfig_secnum_depth: 1``), one count running through its pages in
+    table-of-contents order."""
+    toc = _yaml(Path(root) / "_toc.yml")
+    chapter: Dict[str, int] = {}
+
+    def pages(entry):
+        if "file" in entry:
+            yield re.sub(r"\.(md|ipynb)$", "", entry["file"])
+        for sub in entry.get("sections") or []:
+            yield from pages(sub)
+
+    def walk(entries):
+        for entry in entries or []:
+            number = len(set(chapter.values())) + 1
+            for doc in pages(entry):
+                chapter[doc] = number
+
+    for part in toc.get("parts") or []:
+        if part.get("numbered"):
+            walk(part.get("chapters"))
+    if toc.get("numbered"):
+        walk(toc.get("chapters"))
+    return chapter
+
+
+def figure_name(metadata: dict) -> Optional[str]:
+    """The label of the numbered figure a code cell makes (``mystnb: figure: name:``), or None."""
+    figure = ((metadata or {}).get("mystnb") or {}).get("figure") or {}
+    return figure.get("name") if isinstance(figure, dict) else None
+
+
+def figure_caption(metadata: dict) -> Optional[str]:
+    """The caption of the numbered figure a code cell makes, or None."""
+    figure = ((metadata or {}).get("mystnb") or {}).get("figure") or {}
+    return str(figure.get("caption")).strip() if isinstance(figure, dict) and figure.get("caption") else None
+
+
+def _numbered_items(path: Path) -> Tuple[List[str], List[str]]:
+    """(equation labels, figure names) of one document, in the order the book numbers them."""
+    import jupytext
+
+    if not is_notebook_source(path):
+        return math_labels(path.read_text(encoding="utf-8")), []
+    equations: List[str] = []
+    figures: List[str] = []
+    for cell in jupytext.read(path).cells:
+        if cell.cell_type == "markdown":
+            equations += math_labels(cell.source)
+        elif cell.cell_type == "code" and figure_name(cell.metadata):
+            figures.append(figure_name(cell.metadata))
+    return equations, figures
+
+
 def markdown_cells(path: Path) -> List[Optional[str]]:
     """The markdown of each cell of a MyST document (None for code cells); a plain MyST page is
     one cell."""
@@ -141,6 +198,7 @@ class BookIndex:
     docs: List[str]
     links: Links
     chapters: Dict[str, int]          # docname -> its chapter number, for the numbered parts
+    values: BookValues = field(default_factory=lambda: BookValues("", {}))   # the book run's glue
 
     def notebook_sources(self) -> List[Path]:
         """The ``.md`` source of every notebook chapter, in table-of-contents order."""
@@ -157,9 +215,21 @@ class BookIndex:
         sections: Dict[str, Section] = {}
         exercises: Dict[str, Tuple[str, str]] = {}
         numbers: Dict[str, List[Optional[str]]] = {}
+        equations: Dict[str, str] = {}
+        figures: Dict[str, str] = {}
         chapters = toc_chapter_numbers(root)
+        chapter_of = toc_chapter_of(root)
+        counts: Dict[Tuple[object, str], int] = {}   # (chapter, kind) -> numbered so far
+
+        def number(doc: str, kind: str, label: str, into: Dict[str, str]) -> None:
+            if label in equations or label in figures:
+                raise BookConfigError(f"{doc}: the label {label!r} is used twice in the book")
+            # a page outside the numbered parts: numbered on its own, without a chapter ("(2)")
+            key = (chapter_of.get(doc, doc), kind)
+            counts[key] = counts.get(key, 0) + 1
+            into[label] = f"{key[0]}.{counts[key]}" if doc in chapter_of else str(counts[key])
+
         for doc in docs:
-            count = 0
             path = root / f"{doc}.md"
             if not path.exists():
                 raise BookConfigError(f"_toc.yml lists {doc}, but {path.name} is not there")
@@ -167,6 +237,11 @@ class BookIndex:
             titles[doc] = next((t for t in map(first_heading, filter(None, cells)) if t), doc)
             urls[doc] = repo.colab_url(f"{doc}.ipynb") if is_notebook_source(path) else repo.blob_url(f"{doc}.md")
             numbers[doc] = []
+            eq_labels, fig_names = _numbered_items(path)
+            for label in eq_labels:
+                number(doc, "equation", label, equations)
+            for name in fig_names:
+                number(doc, "figure", name, figures)
             for i, source in enumerate(cells):
                 if source is None:
                     continue
@@ -174,19 +249,21 @@ class BookIndex:
                 for d in iter_directives(source):
                     if d.name != "exercise":
                         continue
-                    number = None
+                    label = None
                     if "nonumber" not in d.options:
-                        if doc not in chapters:
+                        if doc not in chapter_of:
                             raise BookConfigError(
                                 f"{doc} has a numbered exercise but is not in a numbered part of _toc.yml: "
                                 "exercises are numbered by chapter (add `numbered: 1` to its part)")
-                        count += 1
-                        number = f"{chapters[doc]}.{count}"
-                    numbers[doc].append(number)
+                        key = (chapter_of[doc], "exercise")
+                        counts[key] = counts.get(key, 0) + 1
+                        label = f"{key[0]}.{counts[key]}"
+                    numbers[doc].append(label)
                     if d.options.get("label"):
-                        exercises[d.options["label"]] = (doc, number)
+                        exercises[d.options["label"]] = (doc, label)
         bib = load_bibliography(root / "references.bib")
-        return cls(root, repo, docs, Links(bib, titles, urls, sections, exercises, numbers), chapters)
+        return cls(root, repo, docs, Links(bib, titles, urls, sections, exercises, numbers, equations, figures),
+                   chapters, BookValues.load(root))
 
 
 def _index_sections(doc: str, cell: int, source: str, sections: Dict[str, Section]) -> None:

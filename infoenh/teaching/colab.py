@@ -27,7 +27,8 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional
 
-from .book_index import BookIndex, Repository
+from .book_index import BookIndex, Repository, figure_caption, figure_name
+from .book_values import BookValues, notebook_code
 from .myst_markdown import CellContext, MystConversionError, convert_cell, glue_names
 
 if TYPE_CHECKING:  # nbformat and jupytext come with the test and book extras, not with the package
@@ -67,12 +68,15 @@ SOLUTION_TITLE = "# @title Solution: double-click this title (or 'Show code') to
 INSTALL_TITLE = "# @title Install infoenh (runs on Colab only; double-click to see the code)"
 # cells the book folds (`hide-input`: plotting code) fold in Colab too, behind this title
 FIGURE_TITLE = "# @title Code for the figure below (double-click to see it)"
+# cells the book runs but does not show (`remove-input`: glue and claims) fold too; their
+# output, "name = value" for each number the text quotes, stays visible
+BOOKKEEPING_TITLE = "# @title The numbers the text quotes, and its checks (double-click to see the code)"
 
 
 def without_colab_title(source: str) -> str:
     """A code cell's source without the title line the Colab edition adds (install, solutions)."""
     first, _, rest = source.partition("\n")
-    return rest if first in (SOLUTION_TITLE, INSTALL_TITLE, FIGURE_TITLE) else source
+    return rest if first in (SOLUTION_TITLE, INSTALL_TITLE, FIGURE_TITLE, BOOKKEEPING_TITLE) else source
 
 
 def install_cell_source(repo: Repository) -> str:
@@ -117,12 +121,18 @@ def _assign_ids(cells: List[nbformat.NotebookNode], previous: Optional[nbformat.
         cell["id"] = cid
 
 
-def _glue_note(example: str) -> str:
-    """The note, after a chapter's opening, on how this edition shows the numbers the book prints."""
-    return ("> **Numbers in the text.** The book prints here the numbers this notebook computes. "
-            f"This edition names them instead, in code font (like `{example}`): run the cells in "
-            f"order, and the cell above each sentence prints the value (`{example} = ...`). "
-            "Numbers from your run can differ from the book's, which was built on a CPU at small sizes.")
+def _glue_note(example: str, built_from: Optional[str]) -> str:
+    """The note, after a chapter's opening, on how this edition shows the numbers the book prints.
+    ``built_from``: the commit of the book run whose values the text quotes (None: it quotes none)."""
+    if built_from is None:
+        return ("> **Numbers in the text.** The book prints here the numbers this notebook computes. "
+                f"This edition names them instead, in code font (like `{example}`): run the cells in "
+                f"order, and the cell above each sentence prints the value (`{example} = ...`). "
+                "Numbers from your run can differ from the book's, which was built on a CPU at small sizes.")
+    return ("> **Numbers in the text.** The numbers in the text are those of the book's run (built "
+            f"from commit {built_from}, on a CPU at small sizes), each followed by its name in code "
+            f"font (like `{example}`). Run the cells in order: the cell above each sentence prints "
+            f"your run's value (`{example} = ...`), which can differ from the book's.")
 
 
 def colab_notebook(md_path: Path, index: BookIndex,
@@ -134,7 +144,8 @@ def colab_notebook(md_path: Path, index: BookIndex,
     md_path = Path(md_path).resolve()
     doc = md_path.relative_to(index.root).with_suffix("").as_posix()
     src = jupytext.read(md_path)
-    ctx = CellContext(doc, index.links)
+    values = index.values.for_chapter(doc, notebook_code(src))
+    ctx = CellContext(doc, index.links, values=values)
     cells = []
     glued = [name for c in src.cells if c.cell_type == "markdown" for name in glue_names(c.source)]
     for i, cell in enumerate(src.cells):
@@ -149,18 +160,26 @@ def colab_notebook(md_path: Path, index: BookIndex,
             if text.strip():
                 cells.append(nbformat.v4.new_markdown_cell(text, metadata=meta))
             if opening and glued:
-                cells.append(nbformat.v4.new_markdown_cell(_glue_note(glued[0])))
+                cells.append(nbformat.v4.new_markdown_cell(
+                    _glue_note(glued[0], index.values.built_from if values is not None else None)))
         elif cell.cell_type == "code":
             source = cell.source
             tags = meta.get("tags", [])
             title = (SOLUTION_TITLE if "solution" in tags else
                      INSTALL_TITLE if not any(c.cell_type == "code" for c in cells) else
-                     FIGURE_TITLE if "hide-input" in tags else None)
+                     FIGURE_TITLE if "hide-input" in tags else
+                     BOOKKEEPING_TITLE if "remove-input" in tags else None)
             if title:
                 # Colab's form view shows the title and hides the code until the reader opens it
                 meta["cellView"] = "form"
                 source = f"{title}\n{source}"
             cells.append(nbformat.v4.new_code_cell(source, metadata=meta))
+            name = figure_name(meta)
+            if name:
+                # the book prints the numbered caption under the figure; so does this edition
+                caption = convert_cell(figure_caption(meta) or "", ctx)
+                cells.append(nbformat.v4.new_markdown_cell(
+                    f"**Figure {index.links.figures[name]}.** {caption}".rstrip()))
         else:
             cells.append(nbformat.v4.new_raw_cell(cell.source, metadata=meta))
     if ctx.open_solution:
@@ -304,6 +323,27 @@ def problems(root: Path) -> List[str]:
     return found
 
 
+def stale_values(index: BookIndex) -> List[str]:
+    """Chapters whose code changed since the book run recorded in book/glued_values.json: their
+    Colab edition names the glued values instead of quoting the book's (run .ci/book to refresh)."""
+    import jupytext
+
+    stale = []
+    for md in index.notebook_sources():
+        doc = md.relative_to(index.root).with_suffix("").as_posix()
+        if index.values.for_chapter(doc, notebook_code(jupytext.read(md))) is None:
+            stale.append(doc)
+    return stale
+
+
+def _report_stale(index: BookIndex) -> None:
+    stale = stale_values(index)
+    if stale:
+        print(f"note: book/glued_values.json holds no values for this code of {', '.join(stale)}; "
+              "their Colab edition names the numbers instead of quoting the book's "
+              "(`bash .ci/book` writes the file, then rerun this)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m infoenh.teaching.colab",
                                 description="Regenerate the Colab edition (.ipynb) of every chapter from its .md.")
@@ -323,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve()
     if args.check:
         found = problems(root)
+        _report_stale(BookIndex.load(root))
         for line in found:
             print(line)
         print("the Colab edition is up to date" if not found else
@@ -338,6 +379,7 @@ def run(args: argparse.Namespace) -> int:
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
             print(f"wrote {target.relative_to(root)}")
+    _report_stale(index)
     return 0
 
 

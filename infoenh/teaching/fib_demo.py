@@ -1,4 +1,4 @@
-"""Chapter 2's demo of the straight-through estimator: train a tiny FIB and follow its hard mask.
+"""Chapter 3's experiments: train a tiny FIB on the synthetic testbed and follow its hard mask.
 
 :func:`trace_mask` trains one FIB (frozen identity projection, parameter-free norm scorer, so the
 gate is the only part of FIB that learns) with a linear head on the masked mean of z, with the L1
@@ -8,11 +8,16 @@ hard mask keeps on a fixed probe set. Run it twice, with ``straight_through`` of
 until the first update, and any difference after it comes from the gradient of the hard mask.
 ``start=`` continues a trained model (e.g. switch the estimator on after training without it) and
 :func:`join_traces` puts a run and its continuation end to end.
+
+The testbed's switch: :func:`add_marker` adds a constant to one feature at the planted steps (a
+cue that makes them easy to find and says nothing about the label), :func:`chance_recall` is the
+share of planted steps that k steps drawn at random would hit, and :func:`evaluate` scores a
+trained model on held-out clips (MAE, share of planted steps selected, kept share per feature).
 """
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,6 +39,7 @@ class MaskTrace(NamedTuple):
     loss: np.ndarray         # [steps] training loss of each step (task + alpha * InfoNCE)
     fib: FIB                 # the trained FIB and head, to continue from (``start=``)
     head: nn.Module
+    watched: Optional[np.ndarray] = None  # [T, n_watch, k, d] hard mask of the ``watch`` clips
 
 
 def _masked_mean(out: FIBOutput) -> Tensor:
@@ -63,7 +69,8 @@ def _build(d: int, k: int, straight_through: bool):
 def trace_mask(x: Tensor, mask: Tensor, y: Tensor, *, straight_through: bool, steps: int = 300, batch: int = 64,
                k: int = 4, lr: float = 1e-2, alpha: float = 0.5, use_infonce: bool = True,
                negatives: str = "sign", probe_every: int = 10, probe: Optional[int] = None,
-               seed: int = 0, start: Optional[MaskTrace] = None) -> MaskTrace:
+               seed: int = 0, start: Optional[MaskTrace] = None,
+               watch: Optional[Tuple[Tensor, Tensor]] = None) -> MaskTrace:
     """Train a tiny FIB + linear head and record its hard mask on a probe set during training.
 
     Args:
@@ -77,6 +84,8 @@ def trace_mask(x: Tensor, mask: Tensor, y: Tensor, *, straight_through: bool, st
         start: continue from the model of an earlier trace (a copy of it; the earlier trace is
             left as it was) instead of a fresh one; the steps count on from its last step and
             the optimiser starts afresh. ``k`` must match.
+        watch: optional (x_w [n, L, d], mask_w [n, L]): clips whose hard mask [k, d] is recorded
+            at every probe (``MaskTrace.watched``), to draw the mask of one clip as training goes.
 
     Returns:
         :class:`MaskTrace`.
@@ -96,6 +105,7 @@ def trace_mask(x: Tensor, mask: Tensor, y: Tensor, *, straight_through: bool, st
     opt = torch.optim.Adam([*fib.gate.parameters(), *head.parameters()], lr=lr)
     gen = torch.Generator().manual_seed(seed)
     probes, at, losses = [_probe(fib, x[:n_probe], mask[:n_probe])], [step0], []
+    watched = [] if watch is None else [_watch(fib, *watch)]
     for step in range(step0 + 1, step0 + steps + 1):
         b = torch.randint(0, N, (batch,), generator=gen)
         out = fib(x[b], mask[b])
@@ -109,9 +119,60 @@ def trace_mask(x: Tensor, mask: Tensor, y: Tensor, *, straight_through: bool, st
         if (step - step0) % probe_every == 0:
             probes.append(_probe(fib, x[:n_probe], mask[:n_probe]))
             at.append(step)
+            if watch is not None:
+                watched.append(_watch(fib, *watch))
     per_feature = np.stack(probes)
     return MaskTrace(steps=np.array(at), kept_frac=per_feature.mean(1), per_feature=per_feature,
-                     dead=(per_feature == 0).sum(1), loss=np.array(losses), fib=fib, head=head)
+                     dead=(per_feature == 0).sum(1), loss=np.array(losses), fib=fib, head=head,
+                     watched=np.stack(watched) if watch is not None else None)
+
+
+def _watch(fib: FIB, x: Tensor, mask: Tensor) -> np.ndarray:
+    """The hard mask [n, k, d] of a few clips."""
+    with torch.no_grad():
+        return fib(x, mask).hard.numpy()
+
+
+def add_marker(x: Tensor, planted: Tensor, dim: int, value: float = 3.0) -> Tensor:
+    """A copy of x [N, L, d] with ``value`` added to feature ``dim`` at the planted steps
+    (planted [N, L] bool): the marker, a cue that is the same on every planted step."""
+    check_tensor(x, "x", ndim=3)
+    planted = check_mask(planted, "planted", x.shape[:2])
+    if not 0 <= dim < x.shape[-1]:
+        raise ValueError(f"dim must be a feature index in [0, {x.shape[-1]}), got {dim}")
+    out = x.clone()
+    out[..., dim] += value * planted.to(x.dtype)
+    return out
+
+
+def chance_recall(mask: Tensor, planted: Tensor, k: int, *, n_sim: int = 200, seed: int = 0) -> float:
+    """Share of the planted steps (planted [N, L] bool) that top-k pooling would select if it
+    ranked the real steps (mask [N, L] bool) at random: the chance level of the recall."""
+    mask = check_mask(mask, "mask", tuple(planted.shape))
+    pool = FIB(1, 1, check_positive_int(k, "k"), score="norm").pool
+    gen = torch.Generator().manual_seed(seed)
+    hits = 0.0
+    for _ in range(check_positive_int(n_sim, "n_sim")):
+        top, real = pool.select(torch.rand(mask.shape, generator=gen), mask)
+        hits += float((planted.gather(1, top) & real).sum())
+    return hits / (n_sim * float(planted.sum()))
+
+
+class Scores(NamedTuple):
+    mae: float                # mean absolute error of the head on the held-out clips
+    recall: float             # share of the planted steps that top-k pooling selected
+    per_feature: np.ndarray   # [d] share of real kept rows on which each feature is kept
+
+
+def evaluate(trace: MaskTrace, x: Tensor, mask: Tensor, y: Tensor, planted: Tensor) -> Scores:
+    """Score the model of a trace on held-out clips x [N, L, d], mask, planted [N, L], y [N]."""
+    with torch.no_grad():
+        out = trace.fib(x, mask)
+        mae = float((trace.head(_masked_mean(out)).squeeze(-1) - y).abs().mean())
+        hit = planted.gather(1, out.idx.clamp(min=0)) & out.mask
+        real = out.mask.unsqueeze(-1).expand_as(out.hard).to(out.hard.dtype)
+        per_feature = ((out.hard * real).sum((0, 1)) / real.sum((0, 1)).clamp(min=1.0)).numpy()
+    return Scores(mae=mae, recall=float(hit.sum() / planted.sum()), per_feature=per_feature)
 
 
 def _start(d: int, k: int, straight_through: bool, seed: int, start: Optional[MaskTrace]):
@@ -141,4 +202,9 @@ def join_traces(first: MaskTrace, then: MaskTrace) -> MaskTrace:
                      kept_frac=np.concatenate([first.kept_frac, then.kept_frac[1:]]),
                      per_feature=np.concatenate([first.per_feature, then.per_feature[1:]]),
                      dead=np.concatenate([first.dead, then.dead[1:]]),
-                     loss=np.concatenate([first.loss, then.loss]), fib=then.fib, head=then.head)
+                     loss=np.concatenate([first.loss, then.loss]), fib=then.fib, head=then.head,
+                     watched=_join_watched(first.watched, then.watched))
+
+
+def _join_watched(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    return None if a is None or b is None else np.concatenate([a, b[1:]])

@@ -6,8 +6,11 @@ rewrites one markdown cell the way the book presents it:
 
 - ``{cite}``/``{cite:p}`` -> "(Xie et al., 2024)", ``{cite:t}`` -> "Xie et al. (2024)", linked to the
   paper when ``references.bib`` has an address for it;
-- ``{glue:text}`name:.2f``` -> `` `name` ``: the value is computed by the chapter, whose cell prints
-  ``name = value`` off the book (:func:`infoenh.teaching.glue.glue`);
+- ``{glue:text}`name:.2f``` -> "0.34 (`name`)": the book run's value (book/glued_values.json), then
+  its name, which the chapter's cell prints with the reader's own value off the book
+  (:func:`infoenh.teaching.glue.glue`); only the name when the book's run executed other code;
+- ``{eq}`label``` -> "(4.3)" and ``{numref}`label``` -> "Figure 4.2", the book's numbers; a
+  labelled display equation gets its number as ``\tag{4.3}``;
 - ``{doc}`` -> a link to that chapter (its Colab page for a notebook), ``{ref}`` -> the section's title;
 - ``{exercise}`` -> a bold "Exercise 5.2" (numbered by chapter, as the book numbers them), ``{solution}`` and the
   gated ``{solution-start}`` ... ``{solution-end}`` -> a collapsed ``<details>`` block;
@@ -30,7 +33,7 @@ _DIRECTIVE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]
 _CODE_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})(?!.*`)")
 _TARGET = re.compile(r"^\s*\((?P<label>[^()\s]+)\)=\s*$")
 _OPTION = re.compile(r"^\s*:(?P<key>[\w-]+):\s*(?P<value>.*?)\s*$")
-_MATH_LABEL = re.compile(r"\$\$\s*\([\w:.-]+\)\s*$")
+_MATH_LABEL = re.compile(r"\$\$\s*\((?P<label>[\w:.-]+)\)\s*$")
 _SPAN = re.compile(r"(?P<role>\{(?P<name>[A-Za-z][\w:+-]*)\})?(?P<ticks>`+)(?P<body>(?:(?!\n\s*\n).)+?)"
                    r"(?<!`)(?P=ticks)(?!`)", re.S)
 _EXPLICIT = re.compile(r"^(?P<text>.*?)\s*<(?P<target>[^<>]+)>$", re.S)
@@ -57,7 +60,8 @@ class Directive:
     body: List[str]
 
 
-# A parsed block: ("text" | "verbatim", [lines]), ("directive", Directive) or ("target", label).
+# A parsed block: ("text" | "verbatim", [lines]), ("math", ([lines], label or None)),
+# ("directive", Directive) or ("target", label).
 Block = Tuple[str, object]
 
 
@@ -139,8 +143,10 @@ def parse_blocks(lines: List[str]) -> List[Block]:
                 while j < len(lines) and "$$" not in lines[j]:
                     j += 1
             math = lines[i:j + 1]
-            math[-1] = _MATH_LABEL.sub("$$", math[-1])  # "$$ (eq-label)": the book numbers it, Colab cannot
-            blocks.append(("verbatim", math))
+            label = _MATH_LABEL.search(math[-1])
+            # "$$ (eq-label)": the book numbers the equation; the converter writes that number
+            math[-1] = _MATH_LABEL.sub("$$", math[-1])
+            blocks.append(("math", (math, label.group("label") if label else None)))
             i = j + 1
             continue
         t = _TARGET.match(line)
@@ -162,6 +168,21 @@ def iter_directives(text: str) -> Iterator[Directive]:
         if kind == "directive":
             yield value
             yield from iter_directives("\n".join(value.body))
+
+
+def math_labels(text: str) -> List[str]:
+    """The labels of the numbered display equations of ``text`` (``$$ ... $$ (label)`` and
+    ``{math}`` with ``:label:``), nested directives included, in document order: the order in
+    which Sphinx numbers them."""
+    found: List[str] = []
+    for kind, value in parse_blocks(text.split("\n")):
+        if kind == "math" and value[1]:
+            found.append(value[1])
+        elif kind == "directive":
+            if value.name == "math" and value.options.get("label"):
+                found.append(value.options["label"])
+            found += math_labels("\n".join(value.body))
+    return found
 
 
 def first_heading(text: str) -> Optional[str]:
@@ -194,6 +215,8 @@ class Links:
     sections: Dict[str, Section]               # label -> section
     exercises: Dict[str, Tuple[str, str]]      # exercise label -> (docname, number in the book: "5.2")
     numbers: Dict[str, List[Optional[str]]]    # docname -> number of each exercise, in order
+    equations: Dict[str, str] = field(default_factory=dict)   # equation label -> "4.3"
+    figures: Dict[str, str] = field(default_factory=dict)     # figure name -> "4.2"
 
 
 @dataclass
@@ -206,6 +229,9 @@ class CellContext:
     exercise: int = 0                          # exercises met so far in this document
     open_solution: Optional[str] = None        # summary of a gated solution not yet ended
     cited: List[str] = field(default_factory=list)
+    # name -> text/plain of the values the book's run glued in this chapter (book/glued_values.json);
+    # None when that run executed other code: the prose then names the values
+    values: Optional[Dict[str, str]] = None
 
 
 def _cite(keys: str, style: str, ctx: CellContext) -> str:
@@ -273,15 +299,34 @@ def _role(name: str, body: str, ctx: CellContext) -> str:
     if name == "math":
         return f"${body}$"
     if name == "eq":
-        return f"({_explicit(body)[1]})"
+        return f"({_number('equation', ctx.links.equations, _explicit(body)[1], ctx)})"
+    if name == "numref":
+        text, label = _explicit(body)
+        number = _number("figure", ctx.links.figures, label, ctx)
+        return text.replace("%s", number).replace("{number}", number) if text else f"Figure {number}"
     if name in ("term", "abbr"):
         text, target = _explicit(body)
         return text or re.sub(r"\s*\(.*\)$", "", target)
     if name in GLUE_ROLES:
         # a value computed by a cell (infoenh.teaching.glue), which prints "name = value" off the
-        # book: the prose names it
-        return f"`{body.split(':', 1)[0].strip()}`"
+        # book: the prose gives the book run's value, formatted as the book shows it, and names it
+        key, _, fmt = body.strip().partition(":")
+        key = key.strip()
+        if ctx.values is None:
+            return f"`{key}`"
+        if key not in ctx.values:
+            raise MystConversionError(f"{ctx.doc}: the book's run glued no value named {key!r} "
+                                      "(book/glued_values.json); is the name spelled as in its glue() call?")
+        from .book_values import format_value
+
+        return f"{format_value(ctx.values[key], fmt)} (`{key}`)"
     raise MystConversionError(f"{ctx.doc}: the {{{name}}} role has no plain-Markdown rendering")
+
+
+def _number(kind: str, numbers: Dict[str, str], label: str, ctx: CellContext) -> str:
+    if label not in numbers:
+        raise MystConversionError(f"{ctx.doc}: no numbered {kind} is labelled {label!r} in the book")
+    return numbers[label]
 
 
 def glue_names(text: str) -> List[str]:
@@ -356,6 +401,13 @@ def _convert_block(kind: str, value, ctx: CellContext) -> Tuple[bool, str]:
         return False, convert_text("\n".join(value), ctx)
     if kind == "verbatim":
         return False, "\n".join(value)
+    if kind == "math":
+        lines, label = value
+        if label:
+            # the book's number, at the right as the book shows it (MathJax and KaTeX know \tag)
+            number = _number("equation", ctx.links.equations, label, ctx)
+            lines = lines[:-1] + [lines[-1][:lines[-1].rindex("$$")] + f"\\tag{{{number}}} $$"]
+        return False, "\n".join(lines)
     if kind == "directive":
         if value.name in ("solution-start", "solution-end"):
             raise MystConversionError(f"{ctx.doc}: {{{value.name}}} inside another directive")

@@ -2,10 +2,16 @@
 ``chromedriver``) opens every page over a loopback HTTP server at 1280 px, with the cache off so
 every page is a first load, and we check that each page has its title, that every image loaded,
 that math was typeset by MathJax without errors, and that no internal link is broken. Then the
-page as a page:
+page as a page, at a desktop's 1280 px and a phone's 390 px:
 
 - every figure is shown at >= 75% of its own size (its width in inches, from the PNG's dpi, at
-  96 CSS px per inch), so a 10 pt label stays near 10 pt;
+  96 CSS px per inch), so a 10 pt label stays near 10 pt: at 390 px a figure either fits or keeps
+  its size in an output that scrolls sideways on its own (book/assets/infoenh.css), and the page
+  itself never scrolls sideways;
+- every display equation of the method chapters (2-6) carries its number ("(4.3)"), every figure
+  a numbered caption ("Figure 4.2 ...") and alt text that describes it (not a file name);
+- no code line a reader can see (or unfold) is wider than 88 characters, and no code shows the
+  book's bookkeeping (``glue(``/``claim(`` calls belong in ``remove-input`` cells);
 - no display equation or table is wider than the content column;
 - the first load (document, scripts, styles, fonts, images) is at most 3 MB, no request fails
   and the console shows no error;
@@ -218,14 +224,77 @@ def _png_dpi(path: Path) -> float | None:
 CSS_PX_PER_INCH = 96
 MIN_FIGURE_SCALE = 0.75
 MAX_FIRST_LOAD = 3_000_000
+WIDTHS = (1280, 390)             # a desktop window and a phone (CSS px)
+MAX_CODE_LINE = 88
+METHOD_CHAPTERS = range(2, 7)    # chapters whose display equations must all be numbered
+# Issue 19: chapters 7 and 8 are being rewritten by other engineers (their engineering moves to
+# an appendix) and are cleaned after that; until then they are exempt from the code-line width,
+# bookkeeping and caption checks below. Nothing else is exempt.
+NOT_YET_CLEANED = ("notebooks/07_", "notebooks/08_")
+_BOOKKEEPING = re.compile(r"\b(glue|claim)\(")
+_FILE_LIKE_ALT = re.compile(r"^([0-9a-f]{16,}|.*\.(png|jpe?g|svg|gif))$", re.I)
 # An output that shows the machine that built the book (home, temporary or virtualenv folders).
 _MACHINE_PATH = re.compile(r"(/home/|/root/|/tmp/|/work/|/Users/|site-packages|\.venv/|[A-Z]:\\Users)")
 _NOISE = re.compile(r"(Traceback \(most recent call last\)|\w+Warning: |^Warning: )", re.M)
 
 
-def _measure(page: Path, server: str, browser) -> dict:
-    """Open ``page`` as a first load and measure what a reader sees (see _LAYOUT)."""
+# What the reader sees of the book's numbering and code: display equations and their numbers,
+# figures in cell outputs with their captions and alt text, every line of code outside outputs,
+# and whether the page itself scrolls sideways.
+_READER = """
+const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const eqs = Array.from(article.querySelectorAll('div.math')).map(d => ({
+  id: d.id || '', number: ((d.querySelector('.eqno') || {}).textContent || '').replace('#', '').trim()}));
+const figs = Array.from(article.querySelectorAll('.cell_output img, figure img')).map(i => {
+  const f = i.closest('figure');
+  const cap = f ? f.querySelector('figcaption .caption-number') : null;
+  return {src: (i.getAttribute('src') || '').split('/').pop(), alt: i.getAttribute('alt') || '',
+          id: f ? f.id : '', number: cap ? cap.textContent.trim() : '',
+          caption: f && f.querySelector('figcaption .caption-text') ? f.querySelector('figcaption .caption-text').textContent.trim() : ''};
+});
+const code = [];
+for (const pre of article.querySelectorAll('pre')) {
+  // code a reader sees: cell inputs and prose code blocks, and code a cell displays as code
+  // (IPython's Code, an HTML output); not the text a cell prints
+  const out = pre.closest('.cell_output') || pre.closest('.output');
+  if (out && !pre.closest('.text_html')) continue;
+  for (const line of pre.textContent.split('\\n')) code.push(line);
+}
+return JSON.stringify({eqs, figs, code,
+  page_scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth});
+"""
+
+
+def _doc(rel: str) -> str:
+    return re.sub(r"\.html$", "", rel)
+
+
+def _chapter(rel: str) -> int | None:
+    from infoenh.teaching.book_index import toc_chapter_of
+
+    return toc_chapter_of(ROOT).get(_doc(rel))
+
+
+@functools.lru_cache(maxsize=None)
+def _chapter_pages() -> frozenset:
+    from infoenh.teaching.book_index import toc_chapter_numbers
+
+    return frozenset(toc_chapter_numbers(ROOT))
+
+
+def _cleaned(rel: str) -> bool:
+    return not rel.startswith(NOT_YET_CLEANED)
+
+
+def _measure(page: Path, server: str, browser, width: int = 1280) -> dict:
+    """Open ``page`` as a first load, ``width`` CSS px wide, and measure what a reader sees
+    (see _LAYOUT and _READER)."""
     rel = page.relative_to(HTML).as_posix()
+    if width == 1280:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    else:
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                {"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": True})
     browser.set_script_timeout(60)
     browser.get_log("browser")  # drop what earlier pages logged
     browser.get(f"{server}/{rel}")
@@ -234,6 +303,7 @@ def _measure(page: Path, server: str, browser) -> dict:
       const done = arguments[arguments.length - 1];
       (document.fonts ? document.fonts.ready : Promise.resolve()).then(() => setTimeout(done, 200));""")
     layout = json.loads(browser.execute_script(_LAYOUT))
+    reader = json.loads(browser.execute_script(_READER))
     figures = []
     for f in layout["figures"]:
         path = HTML / urllib.parse.unquote(urllib.parse.urlsplit(f["src"]).path.lstrip("/"))
@@ -246,7 +316,11 @@ def _measure(page: Path, server: str, browser) -> dict:
     errors = [e["message"] for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     column = layout["column"]
     return {
-        "page": rel, "seen": seen, "column_px": round(column, 1), "figures": figures,
+        "page": rel, "width": width, "seen": seen, "column_px": round(column, 1), "figures": figures,
+        "equations": reader["eqs"], "captions": reader["figs"], "page_scroll_px": reader["page_scroll"],
+        "long_code_lines": [l for l in reader["code"] if len(l.rstrip()) > MAX_CODE_LINE],
+        "bookkeeping_lines": [l.strip() for l in reader["code"] if _BOOKKEEPING.search(l)],
+        "code_lines": len(reader["code"]),
         "min_figure_scale": min((f["scale"] for f in figures), default=None),
         "blocks": [dict(b, ratio=round(b["width"] / column, 3)) for b in layout["blocks"]],
         "widest_block_ratio": max((round(b["width"] / column, 3) for b in layout["blocks"]), default=None),
@@ -262,18 +336,24 @@ _MEASURED: dict = {}
 
 @pytest.fixture
 def measured(server, browser):
-    """Measure each page once; every check below reads the same measurement."""
-    def get(page: Path) -> dict:
-        if page not in _MEASURED:
-            _MEASURED[page] = _measure(page, server, browser)
+    """Measure each page once per width; every check below reads the same measurement. A
+    screenshot of each notebook page's first screen is kept at each width."""
+    def get(page: Path, width: int = 1280) -> dict:
+        if (page, width) not in _MEASURED:
+            _MEASURED[page, width] = m = _measure(page, server, browser, width)
             SHOTS.mkdir(parents=True, exist_ok=True)
-            report = {m["page"]: {k: v for k, v in m.items() if k not in ("seen", "page")} for m in _MEASURED.values()}
+            if m["page"].startswith("notebooks/"):
+                browser.save_screenshot(str(SHOTS / f"{Path(m['page']).stem}-{width}.png"))
+            report = {f"{m['page']}@{m['width']}": {k: v for k, v in m.items() if k not in ("seen", "page")}
+                      for m in _MEASURED.values()}
             (SHOTS / "layout.json").write_text(json.dumps(report, indent=1, sort_keys=True))
-        return _MEASURED[page]
+        return _MEASURED[page, width]
     return get
 
 
 _PAGE_IDS = dict(ids=lambda p: str(p.relative_to(HTML)))
+_PAGE_WIDTHS = [(p, w) for p in _pages() for w in WIDTHS]
+_PAGE_WIDTH_IDS = dict(ids=lambda pw: f"{pw[0].relative_to(HTML)}@{pw[1]}")
 
 
 @pytest.mark.parametrize("page", _pages(), **_PAGE_IDS)
@@ -290,17 +370,94 @@ def test_page_renders(page, measured):
             f"{rel}: {seen['mathSource']} math blocks but only {seen['mathTypeset']} typeset"
         )
         assert seen["mathErrors"] == 0, f"{rel}: {seen['mathErrors']} MathJax errors"
-    if rel.startswith("notebooks/"):
+    if rel.startswith("notebooks/") and _doc(rel) in _chapter_pages():
+        # a chapter's own page; its section pages (sections: in _toc.yml) may be prose and code
         assert any(i["ok"] for i in seen["images"]), f"{rel}: an executed chapter with no figure"
 
 
-@pytest.mark.parametrize("page", _pages(), **_PAGE_IDS)
-def test_figures_are_shown_near_their_own_size(page, measured):
-    m = measured(page)
+@pytest.mark.parametrize("pw", _PAGE_WIDTHS, **_PAGE_WIDTH_IDS)
+def test_figures_are_shown_near_their_own_size(pw, measured):
+    m = measured(*pw)
     small = [f for f in m["figures"] if f["scale"] < MIN_FIGURE_SCALE]
     assert not small, (
-        f"{m['page']}: figures shown at under {MIN_FIGURE_SCALE:.0%} of their size in a {m['column_px']:.0f} px "
-        f"column (draw them narrower, about 8 in at most, or stack the panels): {small}")
+        f"{m['page']} at {m['width']} px: figures shown at under {MIN_FIGURE_SCALE:.0%} of their size in a "
+        f"{m['column_px']:.0f} px column (draw them narrower, about 8 in at most, or stack the panels; "
+        f"on a phone the book's CSS should let the output scroll): {small}")
+    assert m["page_scroll_px"] <= 1, (
+        f"{m['page']} at {m['width']} px: the page scrolls sideways by {m['page_scroll_px']} px "
+        "(a wide element outside a scrolling output)")
+
+
+@pytest.mark.parametrize("pw", _PAGE_WIDTHS, **_PAGE_WIDTH_IDS)
+def test_method_chapters_number_every_display_equation(pw, measured):
+    m = measured(*pw)
+    chapter = _chapter(m["page"])
+    if chapter not in METHOD_CHAPTERS:
+        pytest.skip(f"{m['page']} is not a method chapter (2-6)")
+    unnumbered = [e["id"] or "(no label)" for e in m["equations"]
+                  if not re.fullmatch(rf"\({chapter}\.\d+\)", e["number"])]
+    assert not unnumbered, (f"{m['page']}: display equations without a ({chapter}.N) number "
+                            f"(label them: $$ ... $$ (eq-topic-name)): {unnumbered}")
+
+
+@pytest.mark.parametrize("pw", _PAGE_WIDTHS, **_PAGE_WIDTH_IDS)
+def test_every_figure_has_a_numbered_caption_and_alt_text(pw, measured):
+    m = measured(*pw)
+    if not _cleaned(m["page"]):
+        pytest.skip(f"{m['page']}: not yet cleaned (issue 19, see NOT_YET_CLEANED)")
+    bad = [f["src"] for f in m["captions"]
+           if not re.fullmatch(r"Figure \d+(\.\d+)*", f["number"]) or not f["caption"]]
+    assert not bad, (f"{m['page']}: figures without a numbered caption (cell metadata mystnb: figure: "
+                     f"caption/name): {bad}")
+    alts = [f"{f['src']}: {f['alt']!r}" for f in m["captions"]
+            if len(f["alt"].split()) < 3 or _FILE_LIKE_ALT.match(f["alt"].strip())]
+    assert not alts, f"{m['page']}: figures whose alt text does not describe them (mystnb: image: alt): {alts}"
+
+
+@pytest.mark.parametrize("pw", _PAGE_WIDTHS, **_PAGE_WIDTH_IDS)
+def test_code_lines_fit_and_show_no_bookkeeping(pw, measured):
+    m = measured(*pw)
+    if not _cleaned(m["page"]):
+        pytest.skip(f"{m['page']}: not yet cleaned (issue 19, see NOT_YET_CLEANED)")
+    assert not m["long_code_lines"], (
+        f"{m['page']}: {len(m['long_code_lines'])} visible code lines over {MAX_CODE_LINE} characters: "
+        + " | ".join(l.strip()[:60] for l in m["long_code_lines"][:5]))
+    assert not m["bookkeeping_lines"], (
+        f"{m['page']}: visible glue/claim calls (tag their cells remove-input): {m['bookkeeping_lines'][:5]}")
+
+
+def test_book_numbers_are_the_colab_editions():
+    """The numbers Sphinx gave equations and figures are the ones the Colab converter computes
+    from the sources (infoenh.teaching.book_index), so "Eq. (4.3)" means one equation in both."""
+    _need(HTML.exists(), f"no built book at {HTML}; run `bash .ci/book`")
+    from infoenh.teaching.book_index import BookIndex
+
+    index = BookIndex.load(ROOT)
+    built_eq, built_fig = {}, {}
+    for page in _pages():
+        text = page.read_text(encoding="utf-8", errors="replace")
+        for label, number in re.findall(r'id="equation-([\w:.-]+)">\s*<span class="eqno">\((\d+(?:\.\d+)*)\)', text):
+            built_eq[label] = number
+        for label, number in re.findall(r'<figure[^>]*id="([\w:.-]+)"[^>]*>.*?<span class="caption-number">Figure '
+                                        r'(\d+(?:\.\d+)*) ', text, re.S):
+            built_fig[label] = number
+    assert {k: v for k, v in index.links.equations.items()} == built_eq
+    assert {k: v for k, v in index.links.figures.items() if k in built_fig} == built_fig
+    missing = sorted(set(index.links.figures) - set(built_fig))
+    assert not missing, f"figures the sources name but the book does not show with a number: {missing}"
+
+
+def test_glued_values_file_is_this_builds():
+    """book/glued_values.json (what the Colab edition quotes) holds exactly what the chapters
+    executed by the last ``.ci/book`` glued: commit it after a build."""
+    executed = ROOT / "_site" / "notebooks"
+    _need(executed.exists() and any(executed.glob("*.ipynb")), f"no executed chapters in {executed}; run `bash .ci/book`")
+    from infoenh.teaching.book_values import VALUES_FILE, collect
+
+    fresh = collect(executed, ROOT)["chapters"]
+    committed = json.loads((ROOT / VALUES_FILE).read_text())["chapters"]
+    assert committed == fresh, (f"{VALUES_FILE} is not the last build's: rerun `bash .ci/book`, then "
+                                "`python -m infoenh.teaching.colab`, and commit both")
 
 
 @pytest.mark.parametrize("page", _pages(), **_PAGE_IDS)
