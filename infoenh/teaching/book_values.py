@@ -134,16 +134,19 @@ class BookValues:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m infoenh.teaching.book_values EXECUTED_DIR [ROOT]``: write ROOT/book/glued_values.json."""
+    """``python -m infoenh.teaching.book_values EXECUTED_DIR [ROOT | FILE.json]``: write
+    ROOT/book/glued_values.json (the committed file), or FILE.json (``.ci/book``: this run's values,
+    which ``tests/rendered`` compares with the committed file)."""
     argv = sys.argv[1:] if argv is None else argv
     if not 1 <= len(argv) <= 2:
-        print("usage: python -m infoenh.teaching.book_values EXECUTED_NOTEBOOKS_DIR [BOOK_ROOT]", file=sys.stderr)
+        print("usage: python -m infoenh.teaching.book_values EXECUTED_NOTEBOOKS_DIR [BOOK_ROOT | FILE.json]",
+              file=sys.stderr)
         return 2
-    executed, root = Path(argv[0]), Path(argv[1] if len(argv) > 1 else ".")
+    executed, target = Path(argv[0]), Path(argv[1] if len(argv) > 1 else ".")
+    root, out = (Path("."), target) if target.suffix == ".json" else (target, target / VALUES_FILE)
     if not any(executed.glob("*.ipynb")):
         print(f"no executed notebooks in {executed}: run the chapters first (.ci/book does)", file=sys.stderr)
         return 1
-    out = root / VALUES_FILE
     out.write_text(dumps(collect(executed, root)), encoding="utf-8")
     print(f"wrote {out}")
     return 0
