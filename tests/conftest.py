@@ -27,3 +27,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def restore_threads():
+    """Code under test that sets torch's thread count (the CLI's --threads, the measured thread
+    default): put it back after the test. Modules use it through ``pytest.mark.usefixtures``."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

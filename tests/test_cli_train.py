@@ -3,7 +3,6 @@ import json
 import pickle
 
 import pytest
-import torch
 
 from infoenh.cli import main
 from infoenh.data import collate, load_mmsa
@@ -16,14 +15,8 @@ FAST = ["--epochs", "1", "--k", "4", "--d", "8", "--threads", "1", "--quiet"]
 
 
 # the testbed plants -inf in audio on purpose (MMSA's COVAREP does); the loader's warning is expected
-pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    """The CLI's --threads changes torch's thread count: put it back after each test."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning"),
+              pytest.mark.usefixtures("restore_threads")]  # the CLI sets torch's thread count
 
 
 def test_train_writes_the_results_contract_and_a_synthetic_table(tmp_path, capsys):

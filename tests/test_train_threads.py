@@ -9,14 +9,8 @@ import torch
 from infoenh.cli import main
 from infoenh.train import threads
 
-pytestmark = pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning")
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.filterwarnings("ignore::infoenh.data.DataCleaningWarning"),
+              pytest.mark.usefixtures("restore_threads")]  # the CLI sets torch's thread count
 
 
 def test_candidates_are_one_two_and_all_cores():
