@@ -36,3 +36,16 @@ def restore_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """The path of a 2-layer, 32-wide BERT with BERT-base's vocabulary and random weights, saved
+    like a hub copy (no download)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("bert") / "tiny-bert"
+    transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
+    return str(path)

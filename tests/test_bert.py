@@ -24,17 +24,6 @@ def _single_thread(one_thread):
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    """A 2-layer, 32-wide BERT with BERT-base's vocabulary, random weights, saved like a hub copy."""
-    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("bert") / "tiny-bert"
-    transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def ds():
     return make_synthetic_splits(seed=0, sizes=(32, 16, 16), text_dim=16, text_len=10, audio_len=12, vision_len=12,
                                  audio_neg_inf_frac=0.0)

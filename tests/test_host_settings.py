@@ -210,23 +210,17 @@ def test_sims_is_refused_whether_requested_or_detected(host):
         TrainConfig(model=host, settings_of=other).resolved()
 
 
-def test_misa_refuses_a_bert_group_rate_and_records_the_bert_rate_it_applies(tmp_path):
+def test_misa_refuses_a_bert_group_rate_and_records_the_bert_rate_it_applies(tiny_bert):
     """MISA trains BERT at its 'other' rate (MMSA's one optimiser): ``--group-lr bert=`` is refused
     (pointing to --bert-lr) and the rate recorded for BERT is the one its optimiser group gets,
     ``--lr`` included."""
     with pytest.raises(ValueError, match="--bert-lr"):
         TrainConfig(model="misa", group_lr={"bert": 1e-5}).resolved()
-    transformers = pytest.importorskip("transformers")
-    cfg_b = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                    intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    path = tmp_path / "tiny-bert"
-    transformers.BertModel(cfg_b, add_pooling_layer=False).save_pretrained(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = make_synthetic_splits(seed=0, sizes=(16, 8, 8), text_dim=8, text_len=6, audio_len=6, vision_len=6,
                                    audio_neg_inf_frac=0.0)
-    m = build_model("misa", ds.dims, infoenh="none", text="finetune", bert=str(path))
+    m = build_model("misa", ds.dims, infoenh="none", text="finetune", bert=tiny_bert)
     for given, want in (({"lr": 3e-4}, 3e-4), ({"group_lr": {"other": 2e-4}}, 2e-4), ({"lr": 3e-4, "bert_lr": 2e-5}, 2e-5),
                         ({}, 1e-4)):
         c = for_data(TrainConfig(model="misa", **given), ds).resolved()

@@ -189,23 +189,17 @@ def test_fia_uniform_gives_no_gradient_through_a_plan_and_differs_from_fia():
         assert not torch.allclose(a(batch).pred, b(batch).pred)
 
 
-def test_build_model_keeps_berts_pretrained_weights_and_the_same_start_across_arms(tmp_path):
+def test_build_model_keeps_berts_pretrained_weights_and_the_same_start_across_arms(tiny_bert):
     """The seeded initialisation never re-draws a fine-tuned BERT's pretrained weights; the host's
     own modules still start alike in two arms."""
-    transformers = pytest.importorskip("transformers")
     from infoenh.models.bert import BertText
 
-    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    path = tmp_path / "tiny-bert"
-    transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(path)
-    saved = BertText.load(str(path)).state_dict()
+    saved = BertText.load(tiny_bert).state_dict()
     models = {}
     for variant in ("none", "full"):
         torch.manual_seed(3)
         models[variant] = build_model("selfmm", {"text": 32, "audio": 5, "vision": 20}, infoenh=variant, n_train=4,
-                                      infoenh_kwargs={"d": 8, "k": 4}, text="finetune", bert=str(path))
+                                      infoenh_kwargs={"d": 8, "k": 4}, text="finetune", bert=tiny_bert)
         for k, v in models[variant].bert.state_dict().items():
             assert torch.equal(v, saved[k]), k
     a, b = (dict(m.named_parameters()) for m in models.values())
